@@ -1,0 +1,116 @@
+"""Command line -> validated config and day range -> pipeline.run (also under spark-submit and Databricks)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Sequence
+
+from jobs.config import ConfigError, InputFormat, JobConfig, load_config
+from jobs.read import InputError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONFIG = Path("conf/sessionlake.yaml")
+
+
+def _iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sessionlake", description="Sessionize user events into Delta tables.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug lines, Spark's included")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="sessionize a day or a range of days")
+    run.add_argument("--config", type=Path, required=True, help="the job's YAML config")
+    run.add_argument("--date", type=_iso_date, help="one reporting day, YYYY-MM-DD")
+    run.add_argument("--from", dest="first_day", type=_iso_date, help="first reporting day of a range")
+    run.add_argument("--to", dest="last_day", type=_iso_date, help="last reporting day of a range (inclusive)")
+    run.add_argument("--input", help="override input.path")
+    run.add_argument("--input-format", choices=[f.value for f in InputFormat], help="override input.format")
+    run.add_argument("--output", help="override output.path")
+
+    sample = commands.add_parser("sample", help="generate sample events and sessionize them")
+    sample.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="config for the rules (default %(default)s)")
+    sample.add_argument("--events", default="data/sample/events", help="where to write the events")
+    sample.add_argument("--output", default="data/sample/out", help="where to write the tables")
+    sample.add_argument("--users", type=int, default=3_000)
+    sample.add_argument("--days", type=int, default=7)
+    sample.add_argument("--first-day", type=_iso_date, default=date(2026, 11, 1))
+    return parser
+
+
+def _day_range(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[date, date]:
+    if args.date is not None:
+        if args.first_day is not None or args.last_day is not None:
+            parser.error("--date cannot be combined with --from/--to")
+        return args.date, args.date
+    if args.first_day is None or args.last_day is None:
+        parser.error("give --date D, or both --from D1 and --to D2")
+    if args.first_day > args.last_day:
+        parser.error(f"--from {args.first_day} is after --to {args.last_day}")
+    return args.first_day, args.last_day
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("py4j").setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse `argv`, validate the config before Spark starts, run the job; 0 on success, 1 or 2 on errors."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose)
+    try:
+        if args.command == "run":
+            first_day, last_day = _day_range(parser, args)
+            config = load_config(
+                args.config, input_path=args.input, input_format=args.input_format, output_path=args.output
+            )
+            _run(config, first_day, last_day)
+        else:
+            first_day, last_day = args.first_day, args.first_day + timedelta(days=args.days - 1)
+            config = load_config(args.config, input_path=args.events, input_format="parquet", output_path=args.output)
+            _sample(config, args.users, first_day, args.days)
+    except ConfigError as error:
+        print(f"sessionlake: error: {error}", file=sys.stderr)
+        return 2
+    except InputError as error:
+        print(f"sessionlake: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run(config: JobConfig, first_day: date, last_day: date) -> None:
+    from jobs import pipeline
+    from jobs.spark_session import get_spark
+
+    spark = get_spark()
+    pipeline.run(spark, config, first_day, last_day)
+    print(pipeline.summary(spark, config, first_day, last_day))
+
+
+def _sample(config: JobConfig, users: int, first_day: date, days: int) -> None:
+    from jobs import pipeline
+    from jobs.sample import generate_events, write_sample
+    from jobs.spark_session import get_spark
+
+    spark = get_spark()
+    last_day = first_day + timedelta(days=days - 1)
+    log.info("writing %d users' sample events for %s..%s to %s", users, first_day, last_day, config.input.path)
+    write_sample(generate_events(spark, users=users, days=days, first_day=first_day), config.input.path)
+    pipeline.run(spark, config, first_day, last_day)
+    print(pipeline.summary(spark, config, first_day, last_day))

@@ -1,0 +1,166 @@
+"""YAML file -> frozen, validated JobConfig (the only module that sees raw YAML)."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
+
+# Segment names the job itself produces in the kpis table, so no input column may take them.
+RESERVED_SEGMENTS = frozenset({"all", "user_type"})
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used; the message names every bad key."""
+
+
+def parse_duration(value: Any) -> timedelta:
+    """'45s', '30m', '2h', '1d', '1h30m' or '1.5h' -> timedelta; a bare number has no unit and is refused."""
+    if isinstance(value, timedelta):
+        return value
+    text = str(value).strip().lower().replace(" ", "")
+    parts = _DURATION_PART.findall(text)
+    if not isinstance(value, str) or not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"invalid duration {value!r}: write a number and a unit, e.g. 45s, 30m, 2h, 1d or 1h30m")
+    return timedelta(seconds=sum(float(n) * _DURATION_UNITS[u] for n, u in parts))
+
+
+def _check_timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r}: use an IANA name such as UTC or Europe/Berlin") from None
+    return name
+
+
+def _check_column_name(name: str) -> str:
+    if not _IDENTIFIER.match(name):
+        raise ValueError(f"{name!r} is not a column name (letters, digits and _, not starting with a digit)")
+    return name
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+TimeZoneName = Annotated[str, AfterValidator(_check_timezone)]
+ColumnName = Annotated[str, AfterValidator(_check_column_name)]
+
+
+class InputFormat(StrEnum):
+    PARQUET = "parquet"
+    JSON = "json"
+    CSV = "csv"
+    DELTA = "delta"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class InputColumns(_Frozen):
+    """Names of the input's columns; the job renames them to the keys' names when it reads."""
+
+    user_id: ColumnName = "user_id"
+    event_id: ColumnName = "event_id"
+    event_name: ColumnName = "event_name"
+    event_ts: ColumnName = "event_ts"
+    event_date: ColumnName = "event_date"  # the partition column: UTC date of event_ts
+
+
+class InputSpec(_Frozen):
+    path: str
+    format: InputFormat = InputFormat.PARQUET
+    columns: InputColumns = InputColumns()
+
+
+class Sessionization(_Frozen):
+    inactivity_timeout: Duration = timedelta(minutes=30)
+    max_session_duration: Duration = timedelta(hours=24)
+
+    @model_validator(mode="after")
+    def _timeout_within_cap(self) -> Sessionization:
+        if self.inactivity_timeout <= timedelta(0):
+            raise ValueError("inactivity_timeout must be above 0")
+        if self.max_session_duration < self.inactivity_timeout:
+            raise ValueError("inactivity_timeout must be at most max_session_duration")
+        return self
+
+
+class Reporting(_Frozen):
+    timezone: TimeZoneName = "UTC"
+    segments: tuple[ColumnName, ...] = ("platform", "country")
+
+    @model_validator(mode="after")
+    def _segments_are_usable(self) -> Reporting:
+        reserved = sorted(RESERVED_SEGMENTS.intersection(self.segments))
+        if reserved:
+            raise ValueError(f"segments: {', '.join(reserved)} is built in and cannot be an input segment")
+        if len(set(self.segments)) != len(self.segments):
+            raise ValueError("segments: a segment is listed twice")
+        return self
+
+
+class OutputSpec(_Frozen):
+    path: str
+
+
+class JobConfig(_Frozen):
+    input: InputSpec
+    sessionization: Sessionization = Sessionization()
+    reporting: Reporting = Reporting()
+    output: OutputSpec
+
+    @model_validator(mode="after")
+    def _segments_are_not_event_columns(self) -> JobConfig:
+        event_columns = set(InputColumns.model_fields) | set(self.input.columns.model_dump().values())
+        clashing = sorted(event_columns.intersection(self.reporting.segments))
+        if clashing:
+            raise ValueError(f"reporting.segments: {', '.join(clashing)} is an event column, not a segment")
+        return self
+
+
+def load_config(
+    path: Path,
+    *,
+    input_path: str | None = None,
+    input_format: str | None = None,
+    output_path: str | None = None,
+) -> JobConfig:
+    """Parse and validate the YAML at `path`, with command-line overrides applied first.
+
+    Raises ConfigError naming every unknown or invalid key, before any Spark work starts.
+    """
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read the config file ({error.strerror})") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the config must be a mapping of sections (input, sessionization, ...)")
+    overrides = {("input", "path"): input_path, ("input", "format"): input_format, ("output", "path"): output_path}
+    for (section, key), value in overrides.items():
+        if value is not None:
+            raw.setdefault(section, {})
+            if isinstance(raw[section], dict):
+                raw[section][key] = value
+    try:
+        return JobConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(f"{path}: " + "; ".join(_describe(e) for e in error.errors())) from None
+
+
+def _describe(error: dict[str, Any]) -> str:
+    key = ".".join(str(part) for part in error["loc"])
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown key"
+    return f"{key}: {message}" if key else message

@@ -1,0 +1,130 @@
+"""Sessions + users' first_seen -> APS and SPU by period (day, week, month) and segment (KPI_COLUMNS)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from enum import StrEnum
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from jobs.sessionize import local_date
+
+ALL = "all"
+USER_TYPE = "user_type"
+NEW_USER = "new"
+RETURNING_USER = "returning"
+
+KPI_COLUMNS = ("period", "period_start", "dimension", "dimension_value", "sessions", "users", "actions", "aps", "spu")
+
+
+class Period(StrEnum):
+    DAY = "day"
+    WEEK = "week"  # ISO week: Monday to Sunday
+    MONTH = "month"
+
+
+def period_start(day: Column, period: Period) -> Column:
+    """The first day of the period that contains `day` (a date column)."""
+    if period is Period.DAY:
+        return day
+    return F.trunc(day, period.value)
+
+
+def _python_period_start(day: date, period: Period) -> date:
+    if period is Period.WEEK:
+        return day - timedelta(days=day.weekday())
+    if period is Period.MONTH:
+        return day.replace(day=1)
+    return day
+
+
+def _next_period_start(start: date, period: Period) -> date:
+    if period is Period.DAY:
+        return start + timedelta(days=1)
+    if period is Period.WEEK:
+        return start + timedelta(days=7)
+    return (start.replace(day=28) + timedelta(days=4)).replace(day=1)
+
+
+@dataclass(frozen=True)
+class PeriodRange:
+    """The periods of one kind whose start lies in [first_start, last_start]."""
+
+    period: Period
+    first_start: date
+    last_start: date
+
+    @property
+    def last_day(self) -> date:
+        """The last calendar day of the last period."""
+        return _next_period_start(self.last_start, self.period) - timedelta(days=1)
+
+
+def periods_touched(first_day: date, last_day: date) -> tuple[PeriodRange, ...]:
+    """Every day, week and month that contains a day of [first_day, last_day]: the KPI rows a run recomputes."""
+    return tuple(
+        PeriodRange(period, _python_period_start(first_day, period), _python_period_start(last_day, period))
+        for period in Period
+    )
+
+
+def in_periods(periods: tuple[PeriodRange, ...]) -> Column:
+    """True for a kpis row that belongs to one of `periods`."""
+    condition = F.lit(False)
+    for span in periods:
+        is_span = (F.col("period") == span.period.value) & F.col("period_start").between(
+            F.lit(span.first_start), F.lit(span.last_start)
+        )
+        condition = condition | is_span
+    return condition
+
+
+def _period_rows(first_seen_day: Column) -> Column:
+    # One entry per period kind: the session's period and the period of the user's first-ever session.
+    return F.array(
+        *[
+            F.struct(
+                F.lit(period.value).alias("period"),
+                period_start(F.col("session_date"), period).alias("period_start"),
+                (period_start(first_seen_day, period) == period_start(F.col("session_date"), period)).alias("is_new"),
+            )
+            for period in Period
+        ]
+    )
+
+
+def _dimension_rows(segments: tuple[str, ...]) -> Column:
+    # A user is new in a period when their first-ever session starts in it, else returning.
+    user_type = F.when(F.col("is_new"), F.lit(NEW_USER)).otherwise(F.lit(RETURNING_USER))
+    return F.array(
+        F.struct(F.lit(ALL).alias("dimension"), F.lit(ALL).alias("dimension_value")),
+        *[F.struct(F.lit(s).alias("dimension"), F.col(s).alias("dimension_value")) for s in segments],
+        F.struct(F.lit(USER_TYPE).alias("dimension"), user_type.alias("dimension_value")),
+    )
+
+
+def kpis_by_period(sessions: DataFrame, users: DataFrame, segments: tuple[str, ...], timezone: str) -> DataFrame:
+    """One row per period, period_start, dimension and value with sessions, users, actions, aps and spu.
+
+    Each session counts in the day, ISO week and month of its session_date. `users` is distinct users over the
+    whole period and segment value (counted, never summed from days); aps = actions / sessions and
+    spu = sessions / users. `users` (user_id, first_seen) decides new versus returning.
+    """
+    first_seen = users.select("user_id", local_date(F.col("first_seen"), timezone).alias("first_seen_day"))
+    return (
+        sessions
+        .join(first_seen, on="user_id", how="left")
+        .select("user_id", "actions", *segments, F.inline(_period_rows(F.col("first_seen_day"))))
+        .select("user_id", "actions", "period", "period_start", F.inline(_dimension_rows(segments)))
+        .groupBy("period", "period_start", "dimension", "dimension_value")
+        .agg(
+            F.count(F.lit(1)).alias("sessions"),
+            F.countDistinct("user_id").alias("users"),
+            F.sum("actions").alias("actions"),
+        )
+        .withColumn("aps", F.col("actions") / F.col("sessions"))
+        .withColumn("spu", F.col("sessions") / F.col("users"))
+        .select(*KPI_COLUMNS)
+    )

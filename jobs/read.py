@@ -1,0 +1,99 @@
+"""Input paths or tables -> events with canonical column names; existing output tables -> frames."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+
+from delta.tables import DeltaTable
+from pyspark.errors import AnalysisException
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import DateType, StringType, StructField, StructType
+
+from jobs.config import InputFormat, InputSpec
+
+log = logging.getLogger(__name__)
+
+# The canonical event columns every later stage uses, in order; segments and event_date follow them.
+EVENT_COLUMNS = ("user_id", "event_id", "event_name", "event_ts")
+# All input columns of a row, kept as a struct so a quarantined row can be stored as it was read.
+SOURCE_ROW = "source_row"
+
+
+class InputError(ValueError):
+    """The input cannot be read as events: a missing path, or a missing column (the message lists those found)."""
+
+
+def read_events(
+    spark: SparkSession, spec: InputSpec, segments: tuple[str, ...], first_day: date, last_day: date
+) -> DataFrame:
+    """Events of the input partitions [first_day, last_day] (UTC dates), renamed to the canonical columns.
+
+    Output: user_id, event_id, event_name (strings), event_ts (as stored: a timestamp or text), the segments
+    (strings), event_date (date) and source_row (a struct of every input column, for quarantine).
+    """
+    names = spec.columns
+    wanted = {
+        "user_id": names.user_id,
+        "event_id": names.event_id,
+        "event_name": names.event_name,
+        "event_ts": names.event_ts,
+        **{segment: segment for segment in segments},
+    }
+    source = _load(spark, spec, [*wanted.values(), names.event_date])
+    _require_columns(source, spec, [*wanted.values(), names.event_date])
+
+    partition_day = F.col(names.event_date).try_cast(DateType())
+    row_columns = [c for c in source.columns if c != names.event_date]
+    return (
+        source
+        .where(partition_day.between(F.lit(first_day), F.lit(last_day)))
+        .select(
+            *[_as_text(source, input_name).alias(name) for name, input_name in wanted.items() if name != "event_ts"],
+            F.col(names.event_ts).alias("event_ts"),
+            partition_day.alias("event_date"),
+            F.struct(*row_columns).alias(SOURCE_ROW),
+        )
+        .select(*EVENT_COLUMNS, *segments, "event_date", SOURCE_ROW)
+    )
+
+
+def _as_text(source: DataFrame, name: str):
+    # Ids and segments compare as text: a numeric user id in parquet and the same id in JSON are one user.
+    if isinstance(source.schema[name].dataType, StringType):
+        return F.col(name)
+    return F.col(name).cast(StringType())
+
+
+def _load(spark: SparkSession, spec: InputSpec, columns: list[str]) -> DataFrame:
+    reader = spark.read.format(spec.format.value)
+    if spec.format is InputFormat.JSON:
+        # An explicit schema skips inference (a scan of every file) and reads every wanted field as text,
+        # so a timestamp keeps its written offset until validation parses it.
+        fields = [StructField(c, StringType()) for c in columns[:-1]] + [StructField(columns[-1], DateType())]
+        reader = reader.schema(StructType(fields))
+    if spec.format is InputFormat.CSV:
+        # No schema: CSV columns are matched by header name, and every value is read as text.
+        reader = reader.option("header", "true").option("inferSchema", "false")
+    try:
+        return reader.load(spec.path)
+    except AnalysisException as error:
+        if "PATH_NOT_FOUND" in str(error) or "is not a Delta table" in str(error):
+            raise InputError(f"input.path {spec.path!r}: no {spec.format.value} input there") from None
+        raise
+
+
+def _require_columns(source: DataFrame, spec: InputSpec, required: list[str]) -> None:
+    missing = [c for c in required if c not in source.columns]
+    if missing:
+        raise InputError(
+            f"input {spec.path!r} has no column {', '.join(missing)}; columns found: {', '.join(source.columns)}"
+        )
+
+
+def read_table(spark: SparkSession, path: str) -> DataFrame | None:
+    """The Delta table at `path`, or None when no table has been written there yet."""
+    if not DeltaTable.isDeltaTable(spark, path):
+        return None
+    return spark.read.format("delta").load(path)

@@ -1,0 +1,70 @@
+"""Frames -> Delta tables under output.path (the only module that writes)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from jobs.metrics import PeriodRange
+
+log = logging.getLogger(__name__)
+
+
+def _between(column: str, first: date, last: date) -> str:
+    return f"{column} >= '{first.isoformat()}' AND {column} <= '{last.isoformat()}'"
+
+
+def _log_last_operation(spark: SparkSession, path: str, table: str) -> None:
+    # Row counts come from Delta's own commit metrics, never from an extra count() of the data.
+    last = DeltaTable.forPath(spark, path).history(1).select("operation", "operationMetrics").first()
+    metrics = last["operationMetrics"] or {}
+    shown = {k: v for k, v in metrics.items() if k.startswith("num") and "Rows" in k or k == "numFiles"}
+    log.info("%s: %s %s", table, last["operation"], shown)
+
+
+def replace_days(frame: DataFrame, path: str, day_column: str, first_day: date, last_day: date, table: str) -> None:
+    """Overwrite exactly the rows whose `day_column` lies in [first_day, last_day]; other days stay untouched.
+
+    The table is partitioned by `day_column`. Delta rejects any written row outside the range, and a rerun of
+    the same days replaces, never appends, so reruns are idempotent.
+    """
+    (
+        frame.write.format("delta")
+        .mode("overwrite")
+        .option("replaceWhere", _between(day_column, first_day, last_day))
+        .partitionBy(day_column)
+        .save(path)
+    )
+    _log_last_operation(frame.sparkSession, path, table)
+
+
+def replace_kpis(kpis: DataFrame, path: str, periods: tuple[PeriodRange, ...]) -> None:
+    """Overwrite exactly the kpis rows of `periods` (each kind's range of period starts)."""
+    predicate = " OR ".join(
+        f"(period = '{span.period.value}' AND {_between('period_start', span.first_start, span.last_start)})"
+        for span in periods
+    )
+    kpis.write.format("delta").mode("overwrite").option("replaceWhere", predicate).partitionBy("period").save(path)
+    _log_last_operation(kpis.sparkSession, path, "kpis")
+
+
+def merge_first_seen(first_seen: DataFrame, path: str) -> None:
+    """Upsert users (user_id, first_seen), keeping each user's earliest first_seen across runs."""
+    spark = first_seen.sparkSession
+    if not DeltaTable.isDeltaTable(spark, path):
+        first_seen.write.format("delta").mode("overwrite").save(path)
+    else:
+        same_user = F.col("stored.user_id") == F.col("run.user_id")
+        earlier = F.col("run.first_seen") < F.col("stored.first_seen")
+        (
+            DeltaTable.forPath(spark, path).alias("stored")
+            .merge(first_seen.alias("run"), same_user)
+            .whenMatchedUpdate(condition=earlier, set={"first_seen": F.col("run.first_seen")})
+            .whenNotMatchedInsertAll()
+            .execute()
+        )
+    _log_last_operation(spark, path, "users")
