@@ -1,0 +1,125 @@
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from jobs.config import ConfigError, InputFormat, load_config, parse_duration
+
+MINIMAL = "input: {path: data/events}\noutput: {path: data/out}\n"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "job.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("45s", timedelta(seconds=45)),
+        ("30m", timedelta(minutes=30)),
+        ("2h", timedelta(hours=2)),
+        ("1d", timedelta(days=1)),
+        ("1h30m", timedelta(minutes=90)),
+        ("1.5h", timedelta(minutes=90)),
+        ("500ms", timedelta(milliseconds=500)),
+    ],
+)
+def test_durations_are_a_number_and_a_unit(text, expected):
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize("text", ["30x", "30", "m30", "", "30 minutes"])
+def test_a_duration_without_a_known_unit_is_refused(text):
+    with pytest.raises(ValueError, match="invalid duration"):
+        parse_duration(text)
+
+
+def test_defaults_apply_to_every_optional_key(tmp_path):
+    config = load_config(write(tmp_path, MINIMAL))
+
+    assert config.input.format is InputFormat.PARQUET
+    assert config.input.columns.user_id == "user_id"
+    assert config.input.columns.event_date == "event_date"
+    assert config.sessionization.inactivity_timeout == timedelta(minutes=30)
+    assert config.sessionization.max_session_duration == timedelta(hours=24)
+    assert config.reporting.timezone == "UTC"
+    assert config.reporting.segments == ("platform", "country")
+
+
+def test_the_shipped_config_is_valid():
+    config = load_config(Path(__file__).parent.parent / "conf" / "sessionlake.yaml")
+
+    assert config.sessionization.inactivity_timeout == timedelta(minutes=30)
+
+
+def test_an_unknown_key_is_an_error_naming_it(tmp_path):
+    with pytest.raises(ConfigError, match=r"sessionization\.timeuot: unknown key"):
+        load_config(write(tmp_path, MINIMAL + "sessionization: {timeuot: 30m}\n"))
+
+
+def test_an_invalid_duration_is_an_error_naming_the_key(tmp_path):
+    with pytest.raises(ConfigError, match=r"sessionization\.inactivity_timeout: invalid duration '30x'"):
+        load_config(write(tmp_path, MINIMAL + "sessionization: {inactivity_timeout: 30x}\n"))
+
+
+def test_a_timeout_of_zero_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="inactivity_timeout must be above 0"):
+        load_config(write(tmp_path, MINIMAL + "sessionization: {inactivity_timeout: 0s}\n"))
+
+
+def test_a_timeout_above_the_max_session_duration_is_an_error(tmp_path):
+    text = MINIMAL + "sessionization: {inactivity_timeout: 2h, max_session_duration: 1h}\n"
+    with pytest.raises(ConfigError, match="at most max_session_duration"):
+        load_config(write(tmp_path, text))
+
+
+def test_an_unknown_time_zone_is_an_error_naming_the_key(tmp_path):
+    with pytest.raises(ConfigError, match=r"reporting\.timezone: unknown time zone 'Mars/Olympus'"):
+        load_config(write(tmp_path, MINIMAL + "reporting: {timezone: Mars/Olympus}\n"))
+
+
+def test_an_unknown_input_format_is_an_error_naming_the_key(tmp_path):
+    with pytest.raises(ConfigError, match=r"input\.format"):
+        load_config(write(tmp_path, "input: {path: x, format: xlsx}\noutput: {path: o}\n"))
+
+
+def test_a_missing_required_key_is_an_error_naming_it(tmp_path):
+    with pytest.raises(ConfigError, match=r"output: Field required"):
+        load_config(write(tmp_path, "input: {path: x}\n"))
+
+
+def test_user_type_is_built_in_and_cannot_be_a_configured_segment(tmp_path):
+    with pytest.raises(ConfigError, match="user_type is built in"):
+        load_config(write(tmp_path, MINIMAL + "reporting: {segments: [platform, user_type]}\n"))
+
+
+def test_an_event_column_cannot_be_a_segment(tmp_path):
+    with pytest.raises(ConfigError, match="user_id is an event column"):
+        load_config(write(tmp_path, MINIMAL + "reporting: {segments: [user_id]}\n"))
+
+
+def test_command_line_overrides_replace_the_paths_and_format(tmp_path):
+    config = load_config(
+        write(tmp_path, MINIMAL), input_path="/elsewhere/events", input_format="json", output_path="/elsewhere/out"
+    )
+
+    assert (config.input.path, config.input.format, config.output.path) == (
+        "/elsewhere/events",
+        InputFormat.JSON,
+        "/elsewhere/out",
+    )
+
+
+def test_overrides_supply_paths_the_file_leaves_out(tmp_path):
+    config = load_config(write(tmp_path, "reporting: {timezone: UTC}\n"), input_path="in", output_path="out")
+
+    assert (config.input.path, config.output.path) == ("in", "out")
+
+
+def test_the_config_is_frozen(tmp_path):
+    config = load_config(write(tmp_path, MINIMAL))
+
+    with pytest.raises(Exception):
+        config.reporting.timezone = "Europe/Berlin"

@@ -1,0 +1,299 @@
+import hashlib
+from datetime import date, timedelta
+
+from pyspark.sql import Row
+from pyspark.testing import assertDataFrameEqual
+
+from jobs.sessionize import (
+    drop_duplicate_events,
+    first_seen_by_user,
+    session_counts_before,
+    sessionize,
+    with_bursts,
+    with_session_numbers,
+)
+from tests.conftest import utc
+
+EVENTS = "user_id string, event_id string, event_name string, event_ts timestamp, platform string, country string"
+SEGMENTS = ("platform", "country")
+THIRTY_MINUTES = timedelta(minutes=30)
+ONE_DAY = timedelta(hours=24)
+
+
+def events(spark, *rows):
+    """Rows of (user_id, event_id, 'YYYY-MM-DDTHH:MM:SS' UTC[, platform, country]); event_name is 'view'."""
+    full = [(r[0], r[1], "view", utc(r[2]), *(r[3:] or ("ios", "DE"))) for r in rows]
+    return spark.createDataFrame(full, EVENTS)
+
+
+def session_spans(sessions):
+    return sessions.select("user_id", "session_start", "session_end", "actions")
+
+
+def run(spark, *rows, timeout=THIRTY_MINUTES, cap=ONE_DAY, timezone="UTC"):
+    return sessionize(events(spark, *rows), timeout, cap, SEGMENTS, timezone)
+
+
+def test_a_gap_equal_to_the_timeout_keeps_the_session_open(spark):
+    sessions = run(spark, ("u1", "e1", "2026-11-02T10:00:00"), ("u1", "e2", "2026-11-02T10:30:00"))
+
+    assertDataFrameEqual(
+        session_spans(sessions),
+        [Row(user_id="u1", session_start=utc("2026-11-02T10:00:00"), session_end=utc("2026-11-02T10:30:00"), actions=2)],
+    )
+
+
+def test_a_gap_one_second_over_the_timeout_opens_a_new_session(spark):
+    sessions = run(spark, ("u1", "e1", "2026-11-02T10:00:00"), ("u1", "e2", "2026-11-02T10:30:01"))
+
+    assertDataFrameEqual(
+        session_spans(sessions),
+        [Row(user_id="u1", session_start=utc("2026-11-02T10:00:00"), session_end=utc("2026-11-02T10:00:00"), actions=1),
+         Row(user_id="u1", session_start=utc("2026-11-02T10:30:01"), session_end=utc("2026-11-02T10:30:01"), actions=1)],
+    )
+
+
+def test_any_written_timeout_applies_such_as_45_seconds(spark):
+    sessions = run(
+        spark,
+        ("u1", "e1", "2026-11-02T10:00:00"),
+        ("u1", "e2", "2026-11-02T10:00:45"),
+        ("u1", "e3", "2026-11-02T10:01:31"),
+        timeout=timedelta(seconds=45),
+    )
+
+    assertDataFrameEqual(
+        session_spans(sessions),
+        [Row(user_id="u1", session_start=utc("2026-11-02T10:00:00"), session_end=utc("2026-11-02T10:00:45"), actions=2),
+         Row(user_id="u1", session_start=utc("2026-11-02T10:01:31"), session_end=utc("2026-11-02T10:01:31"), actions=1)],
+    )
+
+
+def test_each_user_has_their_own_timeline(spark):
+    # u2's event between u1's two does not bridge u1's 40-minute gap.
+    sessions = run(
+        spark,
+        ("u1", "e1", "2026-11-02T10:00:00"),
+        ("u2", "e2", "2026-11-02T10:20:00"),
+        ("u1", "e3", "2026-11-02T10:40:00"),
+    )
+
+    assertDataFrameEqual(
+        session_spans(sessions),
+        [Row(user_id="u1", session_start=utc("2026-11-02T10:00:00"), session_end=utc("2026-11-02T10:00:00"), actions=1),
+         Row(user_id="u2", session_start=utc("2026-11-02T10:20:00"), session_end=utc("2026-11-02T10:20:00"), actions=1),
+         Row(user_id="u1", session_start=utc("2026-11-02T10:40:00"), session_end=utc("2026-11-02T10:40:00"), actions=1)],
+    )
+
+
+def test_an_event_at_exactly_start_plus_max_duration_opens_a_new_session(spark):
+    # Events every 20 minutes never break the 30-minute timeout; the 1-hour cap cuts at 11:00 itself.
+    sessions = run(
+        spark,
+        ("u1", "e1", "2026-11-02T10:00:00"),
+        ("u1", "e2", "2026-11-02T10:20:00"),
+        ("u1", "e3", "2026-11-02T10:40:00"),
+        ("u1", "e4", "2026-11-02T11:00:00"),
+        cap=timedelta(hours=1),
+    )
+
+    assertDataFrameEqual(
+        session_spans(sessions),
+        [Row(user_id="u1", session_start=utc("2026-11-02T10:00:00"), session_end=utc("2026-11-02T10:40:00"), actions=3),
+         Row(user_id="u1", session_start=utc("2026-11-02T11:00:00"), session_end=utc("2026-11-02T11:00:00"), actions=1)],
+    )
+
+
+def test_an_event_one_second_before_start_plus_max_duration_stays(spark):
+    sessions = run(
+        spark,
+        ("u1", "e1", "2026-11-02T10:00:00"),
+        ("u1", "e2", "2026-11-02T10:30:00"),
+        ("u1", "e3", "2026-11-02T10:59:59"),
+        cap=timedelta(hours=1),
+    )
+
+    assert [r["actions"] for r in sessions.collect()] == [3]
+
+
+def test_the_cap_counts_from_each_sessions_own_start_not_from_a_fixed_grid(spark):
+    # Cap 1h, no gap over 30m. Session 1 starts 10:00, so 11:10 (first event at or after 11:00) opens session 2;
+    # session 2 starts 11:10, so 12:15 (first at or after 12:10) opens session 3. A 10:00-based hourly grid would
+    # wrongly cut at 12:00 instead.
+    times = ["10:00", "10:25", "10:50", "11:10", "11:35", "12:00", "12:05", "12:15"]
+    sessions = run(
+        spark,
+        *[("u1", f"e{i}", f"2026-11-02T{t}:00") for i, t in enumerate(times)],
+        cap=timedelta(hours=1),
+    )
+
+    assertDataFrameEqual(
+        session_spans(sessions),
+        [Row(user_id="u1", session_start=utc("2026-11-02T10:00:00"), session_end=utc("2026-11-02T10:50:00"), actions=3),
+         Row(user_id="u1", session_start=utc("2026-11-02T11:10:00"), session_end=utc("2026-11-02T12:05:00"), actions=4),
+         Row(user_id="u1", session_start=utc("2026-11-02T12:15:00"), session_end=utc("2026-11-02T12:15:00"), actions=1)],
+    )
+
+
+def test_duplicate_events_count_once_keeping_the_earliest_copy(spark):
+    deduplicated = drop_duplicate_events(
+        events(
+            spark,
+            ("u1", "e1", "2026-11-02T10:05:00", "web", "FR"),
+            ("u1", "e1", "2026-11-02T10:00:00", "ios", "DE"),
+            ("u1", "e2", "2026-11-02T10:10:00"),
+        ),
+        SEGMENTS,
+    )
+
+    assertDataFrameEqual(
+        deduplicated.select("event_id", "event_ts", "platform"),
+        [Row(event_id="e1", event_ts=utc("2026-11-02T10:00:00"), platform="ios"),
+         Row(event_id="e2", event_ts=utc("2026-11-02T10:10:00"), platform="ios")],
+    )
+
+
+def test_the_same_event_id_of_two_users_is_two_events(spark):
+    deduplicated = drop_duplicate_events(
+        events(spark, ("u1", "e1", "2026-11-02T10:00:00"), ("u2", "e1", "2026-11-02T10:00:00")), SEGMENTS
+    )
+
+    assert sorted(r["user_id"] for r in deduplicated.collect()) == ["u1", "u2"]
+
+
+def test_a_late_duplicate_copy_cannot_bridge_a_gap(spark):
+    # The copy of e1 at 10:02 would make the gap to e2 29 minutes; the kept copy at 10:00 makes it 31.
+    sessions = run(
+        spark,
+        ("u1", "e1", "2026-11-02T10:00:00"),
+        ("u1", "e1", "2026-11-02T10:02:00"),
+        ("u1", "e2", "2026-11-02T10:31:00"),
+    )
+
+    assert sorted(r["actions"] for r in sessions.collect()) == [1, 1]
+
+
+def test_timestamp_ties_are_ordered_by_event_id(spark):
+    timeline = with_bursts(
+        events(spark, ("u1", "b", "2026-11-02T10:00:00"), ("u1", "a", "2026-11-02T10:00:00")), THIRTY_MINUTES
+    )
+
+    first = timeline.where("burst_start_us = event_us").orderBy("event_id").collect()
+    # Both events share the first instant, and 'a' sorts first: the first segment values come from 'a'.
+    assert [r["event_id"] for r in first] == ["a", "b"]
+    sessions = run(
+        spark, ("u1", "b", "2026-11-02T10:00:00", "web", "FR"), ("u1", "a", "2026-11-02T10:00:00", "ios", "DE")
+    )
+    assert [(r["platform"], r["country"]) for r in sessions.collect()] == [("ios", "DE")]
+
+
+def test_segments_come_from_the_first_event_and_missing_values_are_unknown(spark):
+    sessions = run(
+        spark,
+        ("u1", "e1", "2026-11-02T10:00:00", None, " "),
+        ("u1", "e2", "2026-11-02T10:05:00", "ios", "DE"),
+        ("u2", "e3", "2026-11-02T10:00:00", "android", "BR"),
+        ("u2", "e4", "2026-11-02T10:05:00", "web", "US"),
+    )
+
+    assertDataFrameEqual(
+        sessions.select("user_id", "platform", "country"),
+        [Row(user_id="u1", platform="unknown", country="unknown"), Row(user_id="u2", platform="android", country="BR")],
+    )
+
+
+def test_session_id_is_a_hash_of_the_user_and_the_first_event_id(spark):
+    sessions = run(spark, ("u1", "e1", "2026-11-02T10:00:00"), ("u1", "e2", "2026-11-02T10:10:00"))
+
+    expected = hashlib.md5(b'{"user_id":"u1","event_id":"e1"}').hexdigest()
+    assert [r["session_id"] for r in sessions.collect()] == [expected]
+
+
+def test_the_same_events_give_the_same_session_ids(spark):
+    rows = [("u1", "e1", "2026-11-02T10:00:00"), ("u1", "e2", "2026-11-02T11:00:00"), ("u2", "e3", "2026-11-02T10:00:00")]
+
+    first = {r["session_id"] for r in run(spark, *rows).collect()}
+    again = {r["session_id"] for r in run(spark, *reversed(rows)).collect()}
+
+    assert first == again
+    assert len(first) == 3
+
+
+def test_duration_is_last_minus_first_action_and_zero_for_one_action(spark):
+    sessions = run(
+        spark,
+        ("u1", "e1", "2026-11-02T10:00:00"),
+        ("u1", "e2", "2026-11-02T10:12:30"),
+        ("u2", "e3", "2026-11-02T10:00:00"),
+    )
+
+    assertDataFrameEqual(
+        sessions.select("user_id", "duration_seconds"),
+        [Row(user_id="u1", duration_seconds=750.0), Row(user_id="u2", duration_seconds=0.0)],
+    )
+
+
+def test_a_session_crossing_midnight_belongs_to_the_day_it_starts(spark):
+    sessions = run(spark, ("u1", "e1", "2026-11-02T23:50:00"), ("u1", "e2", "2026-11-03T00:10:00"))
+
+    assertDataFrameEqual(sessions.select("session_date", "actions"), [Row(session_date=date(2026, 11, 2), actions=2)])
+
+
+def test_session_date_is_the_start_date_in_the_reporting_time_zone(spark):
+    # 23:30 UTC on 1 Nov is 00:30 on 2 Nov in Berlin (UTC+1) and 18:30 on 1 Nov in New York (UTC-5).
+    rows = [("u1", "e1", "2026-11-01T23:30:00")]
+
+    berlin = run(spark, *rows, timezone="Europe/Berlin").first()["session_date"]
+    new_york = run(spark, *rows, timezone="America/New_York").first()["session_date"]
+
+    assert (berlin, new_york) == (date(2026, 11, 2), date(2026, 11, 1))
+
+
+def test_reporting_days_follow_daylight_saving_time(spark):
+    # Berlin's 29 March 2026 has 23 hours: it runs from 23:00 UTC on the 28th (CET) to 22:00 UTC on the 29th (CEST).
+    rows = [
+        ("u1", "e1", "2026-03-28T22:59:00"),  # 23:59 CET on the 28th
+        ("u2", "e2", "2026-03-28T23:00:00"),  # 00:00 CET on the 29th
+        ("u3", "e3", "2026-03-29T21:59:00"),  # 23:59 CEST on the 29th
+        ("u4", "e4", "2026-03-29T22:00:00"),  # 00:00 CEST on the 30th
+    ]
+
+    sessions = run(spark, *rows, timezone="Europe/Berlin")
+
+    assertDataFrameEqual(
+        sessions.select("user_id", "session_date"),
+        [Row(user_id="u1", session_date=date(2026, 3, 28)), Row(user_id="u2", session_date=date(2026, 3, 29)),
+         Row(user_id="u3", session_date=date(2026, 3, 29)), Row(user_id="u4", session_date=date(2026, 3, 30))],
+    )
+
+
+def test_session_numbers_start_at_one_and_continue_from_stored_sessions(spark):
+    sessions = run(
+        spark,
+        ("u1", "e1", "2026-11-02T10:00:00"),
+        ("u1", "e2", "2026-11-02T12:00:00"),
+        ("u2", "e3", "2026-11-02T10:00:00"),
+    )
+    stored = spark.createDataFrame(
+        [("u2", date(2026, 10, 30)), ("u2", date(2026, 11, 1)), ("u2", date(2026, 11, 2))],
+        "user_id string, session_date date",
+    )
+
+    numbered = with_session_numbers(sessions, session_counts_before(stored, date(2026, 11, 2)), SEGMENTS)
+
+    # u2's stored session on 2 Nov is the one being replaced, so only the two before count.
+    assertDataFrameEqual(
+        numbered.select("user_id", "session_start", "session_number"),
+        [Row(user_id="u1", session_start=utc("2026-11-02T10:00:00"), session_number=1),
+         Row(user_id="u1", session_start=utc("2026-11-02T12:00:00"), session_number=2),
+         Row(user_id="u2", session_start=utc("2026-11-02T10:00:00"), session_number=3)],
+    )
+
+
+def test_first_seen_is_the_start_of_the_earliest_session(spark):
+    sessions = spark.createDataFrame(
+        [("u1", utc("2026-11-02T12:00:00")), ("u1", utc("2026-11-01T09:00:00"))],
+        "user_id string, session_start timestamp",
+    )
+
+    assertDataFrameEqual(first_seen_by_user(sessions), [Row(user_id="u1", first_seen=utc("2026-11-01T09:00:00"))])
