@@ -1,0 +1,260 @@
+"""End to end: event files on disk -> `sessionlake run` -> Delta tables read back (by Spark and by delta-rs)."""
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+from deltalake import DeltaTable
+from pyspark.sql import Row
+from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
+
+from jobs.cli import main
+from tests.conftest import utc
+
+EVENTS = "user_id string, event_id string, event_name string, event_ts timestamp, platform string, country string"
+MON, TUE = date(2026, 11, 2), date(2026, 11, 3)
+
+# Monday 2 Nov 2026, hand-worked: u1 has sessions 10:00-10:10 (2 actions) and 11:00 (1 action, after a 50-minute
+# gap); u2 sends e4 twice (the 09:01 copy is dropped) and has one session 09:00-09:20 with 2 actions. Two rows
+# are rejected: one without user id, one without timestamp.
+MONDAY = [
+    ("u1", "e1", "view", "2026-11-02T10:00:00", "ios", "DE"),
+    ("u1", "e2", "click", "2026-11-02T10:10:00", "ios", "DE"),
+    ("u1", "e3", "view", "2026-11-02T11:00:00", "web", "DE"),
+    ("u2", "e4", "search", "2026-11-02T09:00:00", "android", "BR"),
+    ("u2", "e4", "search", "2026-11-02T09:01:00", "android", "BR"),
+    ("u2", "e5", "like", "2026-11-02T09:20:00", "android", "BR"),
+    (None, "e6", "view", "2026-11-02T12:00:00", "ios", "US"),
+    ("u3", "e7", "view", None, "ios", "US"),
+]
+
+
+def write_events(spark, path: Path, rows, fmt="parquet"):
+    """Write rows as Hive-style event_date partitions: the UTC date of event_ts, or Monday for a row without one."""
+    frame = spark.createDataFrame([(*r[:3], utc(r[3]) if r[3] else None, *r[4:]) for r in rows], EVENTS)
+    frame = frame.withColumn("event_date", F.coalesce(F.to_date("event_ts"), F.lit(MON)))
+    if fmt != "parquet":
+        frame = frame.withColumn("event_ts", F.date_format("event_ts", "yyyy-MM-dd'T'HH:mm:ssXXX"))
+    writer = frame.write.mode("append").partitionBy("event_date")
+    writer.option("header", "true").format(fmt).save(str(path)) if fmt == "csv" else writer.format(fmt).save(str(path))
+
+
+@pytest.fixture
+def job(tmp_path):
+    config = tmp_path / "job.yaml"
+    config.write_text(
+        f"input: {{path: {tmp_path / 'events'}}}\n"
+        f"output: {{path: {tmp_path / 'out'}}}\n"
+        "reporting: {segments: [platform, country]}\n"
+    )
+    return tmp_path, config
+
+
+def run(config: Path, *flags: str) -> int:
+    return main(["run", "--config", str(config), *flags])
+
+
+def table(spark, root: Path, name: str):
+    return spark.read.format("delta").load(str(root / "out" / name))
+
+
+def test_a_run_writes_sessions_users_kpis_and_quarantine(spark, job):
+    root, config = job
+    write_events(spark, root / "events", MONDAY)
+
+    assert run(config, "--date", "2026-11-02") == 0
+
+    assertDataFrameEqual(
+        table(spark, root, "sessions").select(
+            "user_id", "session_start", "session_end", "duration_seconds", "actions", "session_number",
+            "session_date", "platform", "country",
+        ),
+        [Row(user_id="u1", session_start=utc("2026-11-02T10:00:00"), session_end=utc("2026-11-02T10:10:00"),
+             duration_seconds=600.0, actions=2, session_number=1, session_date=MON, platform="ios", country="DE"),
+         Row(user_id="u1", session_start=utc("2026-11-02T11:00:00"), session_end=utc("2026-11-02T11:00:00"),
+             duration_seconds=0.0, actions=1, session_number=2, session_date=MON, platform="web", country="DE"),
+         Row(user_id="u2", session_start=utc("2026-11-02T09:00:00"), session_end=utc("2026-11-02T09:20:00"),
+             duration_seconds=1200.0, actions=2, session_number=1, session_date=MON, platform="android", country="BR")],
+    )
+    assertDataFrameEqual(
+        table(spark, root, "users"),
+        [Row(user_id="u1", first_seen=utc("2026-11-02T10:00:00")),
+         Row(user_id="u2", first_seen=utc("2026-11-02T09:00:00"))],
+    )
+    assertDataFrameEqual(
+        table(spark, root, "quarantine").select("event_date", "reject_reason"),
+        [Row(event_date=MON, reject_reason="missing_user_id"), Row(event_date=MON, reject_reason="missing_event_ts")],
+    )
+    kpis = table(spark, root, "kpis")
+    day_all = kpis.where("period = 'day' AND dimension = 'all'").select(
+        "period_start", "sessions", "users", "actions", "aps", "spu"
+    )
+    assertDataFrameEqual(day_all, [Row(period_start=MON, sessions=3, users=2, actions=5, aps=5 / 3, spu=1.5)])
+    day_platforms = kpis.where("period = 'day' AND dimension = 'platform'").select("dimension_value", "sessions")
+    assertDataFrameEqual(
+        day_platforms,
+        [Row(dimension_value="ios", sessions=1), Row(dimension_value="web", sessions=1),
+         Row(dimension_value="android", sessions=1)],
+    )
+    assert {(r.period, r.period_start) for r in kpis.select("period", "period_start").distinct().collect()} == {
+        ("day", MON), ("week", MON), ("month", date(2026, 11, 1))
+    }
+
+
+def test_rerunning_a_day_leaves_every_table_as_it_was(spark, job):
+    root, config = job
+    write_events(spark, root / "events", MONDAY)
+    run(config, "--date", "2026-11-02")
+    first = {name: table(spark, root, name).drop("run_id").collect() for name in ("sessions", "users", "kpis", "quarantine")}
+
+    run(config, "--date", "2026-11-02")
+
+    for name, rows in first.items():
+        assertDataFrameEqual(table(spark, root, name).drop("run_id"), rows)
+
+
+def test_an_event_after_midnight_continues_the_session_of_the_day_before(spark, job):
+    root, config = job
+    write_events(
+        spark, root / "events", [("u1", "e1", "view", "2026-11-02T23:50:00", "ios", "DE"),
+                                 ("u1", "e2", "view", "2026-11-03T00:10:00", "ios", "DE")],
+    )
+
+    run(config, "--date", "2026-11-03")
+    assert table(spark, root, "sessions").count() == 0  # Tuesday has no session of its own
+
+    run(config, "--date", "2026-11-02")
+    sessions = table(spark, root, "sessions").select("session_date", "session_end", "actions")
+    assertDataFrameEqual(sessions, [Row(session_date=MON, session_end=utc("2026-11-03T00:10:00"), actions=2)])
+
+
+def test_daily_runs_continue_session_numbers_and_combine_into_the_week(spark, job):
+    root, config = job
+    write_events(
+        spark, root / "events", [("u1", "e1", "view", "2026-11-02T10:00:00", "ios", "DE"),
+                                 ("u1", "e2", "view", "2026-11-03T10:00:00", "ios", "DE"),
+                                 ("u2", "e3", "view", "2026-11-03T11:00:00", "web", "FR")],
+    )
+
+    run(config, "--date", "2026-11-02")
+    run(config, "--date", "2026-11-03")
+
+    assertDataFrameEqual(
+        table(spark, root, "sessions").select("user_id", "session_date", "session_number"),
+        [Row(user_id="u1", session_date=MON, session_number=1), Row(user_id="u1", session_date=TUE, session_number=2),
+         Row(user_id="u2", session_date=TUE, session_number=1)],
+    )
+    week = table(spark, root, "kpis").where("period = 'week'").select("dimension", "dimension_value", "sessions", "users")
+    assertDataFrameEqual(
+        week.where("dimension IN ('all', 'user_type')"),
+        [Row(dimension="all", dimension_value="all", sessions=3, users=2),
+         Row(dimension="user_type", dimension_value="new", sessions=3, users=2)],
+    )
+    tuesday = table(spark, root, "kpis").where("period = 'day' AND period_start = '2026-11-03' AND dimension = 'user_type'")
+    assertDataFrameEqual(
+        tuesday.select("dimension_value", "users"),
+        [Row(dimension_value="returning", users=1), Row(dimension_value="new", users=1)],
+    )
+
+
+def test_a_range_run_equals_the_same_days_run_one_by_one(spark, tmp_path):
+    rows = [("u1", "e1", "view", "2026-11-02T10:00:00", "ios", "DE"),
+            ("u1", "e2", "view", "2026-11-02T23:45:00", "ios", "DE"),
+            ("u1", "e3", "view", "2026-11-03T00:05:00", "ios", "DE"),
+            ("u2", "e4", "view", "2026-11-03T08:00:00", "web", "FR"),
+            ("u1", "e5", "view", "2026-11-04T09:00:00", "ios", "DE")]
+    outcomes = {}
+    for mode in ("range", "daily"):
+        root = tmp_path / mode
+        config = root / "job.yaml"
+        root.mkdir()
+        config.write_text(f"input: {{path: {root / 'events'}}}\noutput: {{path: {root / 'out'}}}\n")
+        write_events(spark, root / "events", rows)
+        if mode == "range":
+            run(config, "--from", "2026-11-02", "--to", "2026-11-04")
+        else:
+            for day in ("2026-11-02", "2026-11-03", "2026-11-04"):
+                run(config, "--date", day)
+        outcomes[mode] = {n: table(spark, root, n).collect() for n in ("sessions", "users", "kpis")}
+
+    for name in ("sessions", "users", "kpis"):
+        assertDataFrameEqual(outcomes["daily"][name], outcomes["range"][name])
+    assert [r.session_number for r in sorted(outcomes["range"]["sessions"], key=lambda r: r.session_start)] == [1, 2, 1, 3]
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+def test_text_inputs_with_iso_timestamps_give_the_same_sessions_as_parquet(spark, tmp_path, fmt):
+    rows = [r for r in MONDAY if r[0] is not None and r[3] is not None]
+    sessions = {}
+    for name in ("parquet", fmt):
+        write_events(spark, tmp_path / name, rows, fmt=name)
+        config = tmp_path / f"{name}.yaml"
+        config.write_text(f"input: {{path: {tmp_path / name}}}\noutput: {{path: {tmp_path / name}-out}}\n")
+        assert run(config, "--date", "2026-11-02", "--input-format", name) == 0
+        sessions[name] = spark.read.format("delta").load(str(tmp_path / f"{name}-out" / "sessions")).collect()
+
+    assert len(sessions["parquet"]) == 3
+    assertDataFrameEqual(sessions[fmt], sessions["parquet"])
+
+
+def test_command_line_paths_override_the_config(spark, tmp_path):
+    config = tmp_path / "job.yaml"
+    config.write_text("input: {path: /nowhere/events}\noutput: {path: /nowhere/out}\n")
+    write_events(spark, tmp_path / "elsewhere", MONDAY)
+
+    code = run(config, "--date", "2026-11-02", "--input", str(tmp_path / "elsewhere"), "--output", str(tmp_path / "o"))
+
+    assert code == 0
+    assert spark.read.format("delta").load(str(tmp_path / "o" / "sessions")).count() == 3
+
+
+def test_renamed_input_columns_are_mapped_by_the_config(spark, tmp_path):
+    frame = spark.createDataFrame(
+        [("u1", "e1", "view", utc("2026-11-02T10:00:00"), "ios", "DE", MON)],
+        "uid string, id string, name string, ts timestamp, platform string, country string, day date",
+    )
+    frame.write.partitionBy("day").parquet(str(tmp_path / "events"))
+    config = tmp_path / "job.yaml"
+    config.write_text(
+        f"input:\n  path: {tmp_path / 'events'}\n"
+        "  columns: {user_id: uid, event_id: id, event_name: name, event_ts: ts, event_date: day}\n"
+        f"output: {{path: {tmp_path / 'out'}}}\n"
+    )
+
+    assert run(config, "--date", "2026-11-02") == 0
+    assert [r.user_id for r in spark.read.format("delta").load(str(tmp_path / "out" / "sessions")).collect()] == ["u1"]
+
+
+def test_tables_are_readable_by_another_delta_reader(spark, job):
+    root, config = job
+    write_events(spark, root / "events", MONDAY)
+    run(config, "--date", "2026-11-02")
+
+    sessions = DeltaTable(str(root / "out" / "sessions")).to_pyarrow_table().to_pylist()
+    kpis = DeltaTable(str(root / "out" / "kpis")).to_pyarrow_table().to_pylist()
+
+    assert sorted((s["user_id"], s["actions"], s["session_number"]) for s in sessions) == [
+        ("u1", 1, 2), ("u1", 2, 1), ("u2", 2, 1)
+    ]
+    day_all = [k for k in kpis if k["period"] == "day" and k["dimension"] == "all"]
+    assert [(k["sessions"], k["users"], k["actions"]) for k in day_all] == [(3, 2, 5)]
+
+
+def test_a_missing_input_path_is_a_clear_error(spark, job, capsys):
+    root, config = job
+
+    assert run(config, "--date", "2026-11-02") == 1
+    assert "no parquet input there" in capsys.readouterr().err
+
+
+def test_a_missing_column_is_named_with_the_columns_found(spark, job, capsys):
+    root, config = job
+    spark.createDataFrame([("u1", MON)], "user_id string, event_date date").write.partitionBy("event_date").parquet(
+        str(root / "events")
+    )
+
+    assert run(config, "--date", "2026-11-02") == 1
+    error = capsys.readouterr().err
+    assert "has no column event_id, event_name, event_ts, platform, country" in error
+    assert "columns found: user_id, event_date" in error
