@@ -1,0 +1,72 @@
+"""Command-line errors: one line naming the flag or key, a non-zero exit, and no Spark started."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jobs.cli import main
+
+MINIMAL = "input: {path: data/events}\noutput: {path: data/out}\n"
+
+
+@pytest.fixture
+def config(tmp_path) -> Path:
+    path = tmp_path / "job.yaml"
+    path.write_text(MINIMAL)
+    return path
+
+
+def exit_code(argv) -> int:
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    return stopped.value.code
+
+
+def test_from_after_to_is_an_error_naming_both_flags(config, capsys):
+    assert exit_code(["run", "--config", str(config), "--from", "2026-11-02", "--to", "2026-11-01"]) == 2
+    assert "--from 2026-11-02 is after --to 2026-11-01" in capsys.readouterr().err
+
+
+def test_a_date_that_is_not_a_date_is_an_error_naming_the_flag(config, capsys):
+    assert exit_code(["run", "--config", str(config), "--date", "2026-02-30"]) == 2
+    assert "argument --date: '2026-02-30' is not a date (YYYY-MM-DD)" in capsys.readouterr().err
+
+
+def test_a_run_needs_a_date_or_a_range(config, capsys):
+    assert exit_code(["run", "--config", str(config), "--from", "2026-11-01"]) == 2
+    assert "give --date D, or both --from D1 and --to D2" in capsys.readouterr().err
+
+
+def test_a_date_and_a_range_together_are_an_error(config, capsys):
+    argv = ["run", "--config", str(config), "--date", "2026-11-01", "--from", "2026-11-01", "--to", "2026-11-02"]
+    assert exit_code(argv) == 2
+    assert "--date cannot be combined with --from/--to" in capsys.readouterr().err
+
+
+def test_an_unknown_input_format_flag_is_refused(config, capsys):
+    assert exit_code(["run", "--config", str(config), "--date", "2026-11-01", "--input-format", "xlsx"]) == 2
+    assert "argument --input-format: invalid choice: 'xlsx'" in capsys.readouterr().err
+
+
+def test_a_bad_config_fails_with_one_line_before_spark_starts(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(MINIMAL + "sessionization: {inactivity_timeout: 30x}\n")
+
+    # `python -m jobs` is the same command line as `sessionlake`; a fresh process shows no JVM was needed.
+    done = subprocess.run(
+        [sys.executable, "-m", "jobs", "run", "--config", str(bad), "--date", "2026-11-01"],
+        capture_output=True, text=True, timeout=60,
+    )
+
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"sessionlake: error: {bad}: sessionization.inactivity_timeout: invalid duration '30x': "
+        "write a number and a unit, e.g. 45s, 30m, 2h, 1d or 1h30m"
+    ]
+
+
+def test_a_missing_config_file_is_a_one_line_error(tmp_path, capsys):
+    assert main(["run", "--config", str(tmp_path / "nope.yaml"), "--date", "2026-11-01"]) == 2
+    assert "cannot read the config file" in capsys.readouterr().err
