@@ -40,8 +40,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
     sample = commands.add_parser("sample", help="generate sample events and sessionize them")
     sample.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="config for the rules (default %(default)s)")
-    sample.add_argument("--events", default="data/sample/events", help="where to write the events")
-    sample.add_argument("--output", default="data/sample/out", help="where to write the tables")
+    sample.add_argument("--events", help="where to write the events (default: the config's input.path)")
+    sample.add_argument("--output", help="where to write the tables (default: the config's output.path)")
     sample.add_argument("--users", type=int, default=3_000)
     sample.add_argument("--days", type=int, default=7)
     sample.add_argument("--first-day", type=_iso_date, default=date(2026, 11, 1))
@@ -82,7 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             _run(config, first_day, last_day)
         else:
-            first_day, last_day = args.first_day, args.first_day + timedelta(days=args.days - 1)
+            # The sample is written as parquet where the config's input points, so `sessionlake run` with the same
+            # config works on it afterwards.
             config = load_config(args.config, input_path=args.events, input_format="parquet", output_path=args.output)
             _sample(config, args.users, first_day, args.days)
     except ConfigError as error:

@@ -115,12 +115,16 @@ def kpis_by_period(sessions: DataFrame, users: DataFrame, segments: tuple[str, .
     first_seen = users.select("user_id", local_date(F.col("first_seen"), timezone).alias("first_seen_day"))
     return (
         sessions
+        # Summing per user, day and segment values first changes no total, and shrinks the rows that the
+        # period x dimension expansion below multiplies.
+        .groupBy("user_id", "session_date", *segments)
+        .agg(F.count(F.lit(1)).alias("sessions"), F.sum("actions").alias("actions"))
         .join(first_seen, on="user_id", how="left")
-        .select("user_id", "actions", *segments, F.inline(_period_rows(F.col("first_seen_day"))))
-        .select("user_id", "actions", "period", "period_start", F.inline(_dimension_rows(segments)))
+        .select("user_id", "sessions", "actions", *segments, F.inline(_period_rows(F.col("first_seen_day"))))
+        .select("user_id", "sessions", "actions", "period", "period_start", F.inline(_dimension_rows(segments)))
         .groupBy("period", "period_start", "dimension", "dimension_value")
         .agg(
-            F.count(F.lit(1)).alias("sessions"),
+            F.sum("sessions").alias("sessions"),
             F.countDistinct("user_id").alias("users"),
             F.sum("actions").alias("actions"),
         )

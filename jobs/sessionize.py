@@ -22,6 +22,10 @@ SESSION_COLUMNS = (
 )
 
 
+# Stands for "no next cut" in microsecond comparisons.
+_NO_CUT = 2**63 - 1
+
+
 def _micros(duration: timedelta) -> int:
     return round(duration.total_seconds() * 1_000_000)
 
@@ -47,89 +51,143 @@ def drop_duplicate_events(events: DataFrame, segments: tuple[str, ...]) -> DataF
     )
 
 
-def with_bursts(events: DataFrame, inactivity_timeout: timedelta) -> DataFrame:
-    """Add event_us, burst_number and burst_start_us: a burst is a run of events with no gap over the timeout.
+def with_bursts(events: DataFrame, inactivity_timeout: timedelta, max_session_duration: timedelta) -> DataFrame:
+    """Add, running along each user's timeline: event_us, event_index (1, 2, ...), burst_number, burst_start_us,
+    is_new_burst, is_late and is_near_end.
 
-    A user's first event opens a burst; a gap strictly longer than `inactivity_timeout` opens the next one.
+    A burst is a run of events with no gap over the timeout: a user's first event opens one, and a gap strictly
+    longer than `inactivity_timeout` opens the next. An event is late when it comes `max_session_duration` or
+    more after its burst's start (only late events can belong to a later, capped session); is_near_end marks a
+    burst's last event that is not late.
     """
     timeline = _user_timeline()
     so_far = timeline.rowsBetween(Window.unboundedPreceding, Window.currentRow)
-    gap_us = F.col("event_us") - F.lag("event_us").over(timeline)
-    is_new_burst = F.col("gap_us").isNull() | (F.col("gap_us") > _micros(inactivity_timeout))
+    timeout_us, cap_us = _micros(inactivity_timeout), _micros(max_session_duration)
+    event_us, prev_us, next_us = F.col("event_us"), F.col("prev_us"), F.col("next_us")
+    is_burst_end = next_us.isNull() | (next_us - event_us > timeout_us)
+    is_late = event_us - F.col("burst_start_us") >= cap_us
+    next_is_late = ~is_burst_end & (next_us - F.col("burst_start_us") >= cap_us)
     return (
         events
         .withColumn("event_us", F.unix_micros("event_ts"))
-        .withColumn("gap_us", gap_us)
-        .withColumn("is_new_burst", is_new_burst)
-        .withColumn("burst_number", F.sum(F.col("is_new_burst").cast("long")).over(so_far))
-        # Timestamps only grow along the timeline, so the latest burst opening is this event's burst start.
-        .withColumn("burst_start_us", F.max(F.when(F.col("is_new_burst"), F.col("event_us"))).over(so_far))
-        .drop("gap_us", "is_new_burst")
-    )
-
-
-def with_cap_numbers(bursts: DataFrame, max_session_duration: timedelta) -> DataFrame:
-    """Add cap_number: 0, 1, ... for the sessions `max_session_duration` cuts a burst into.
-
-    A session that starts at s ends before the first event at or after s + max_session_duration, which opens
-    the next session. Only events at least the cap after their burst's start can be cut off, so only those
-    (bots, mostly) are collected per burst, and the cut points found by a fold over their sorted times.
-    """
-    cap_us = _micros(max_session_duration)
-    past_first_cap = F.col("event_us") - F.col("burst_start_us") >= cap_us
-    cut_points = (
-        bursts
-        .where(past_first_cap)
-        .groupBy("user_id", "burst_number")
-        .agg(F.min("burst_start_us").alias("burst_start_us"), F.sort_array(F.collect_list("event_us")).alias("late_us"))
-        .select(
-            "user_id",
-            "burst_number",
-            F.aggregate(
-                "late_us",
-                F.struct(F.col("burst_start_us").alias("start_us"), F.array().cast("array<bigint>").alias("cuts")),
-                lambda acc, t: F.when(
-                    t >= acc["start_us"] + cap_us,
-                    F.struct(t.alias("start_us"), F.array_append(acc["cuts"], t).alias("cuts")),
-                ).otherwise(acc),
-                lambda acc: acc["cuts"],
-            ).alias("cut_us"),
+        .withColumns(
+            {
+                "event_index": F.row_number().over(timeline),
+                "prev_us": F.lag("event_us").over(timeline),
+                "next_us": F.lead("event_us").over(timeline),
+            }
         )
-    )
-    cuts_before = F.size(F.filter("cut_us", lambda cut: cut <= F.col("event_us")))
-    return (
-        # Bursts longer than the cap are rare, so their cut points are broadcast and the events keep their
-        # partitioning by user_id: no second shuffle.
-        bursts.join(F.broadcast(cut_points), on=["user_id", "burst_number"], how="left")
-        .withColumn("cap_number", F.coalesce(cuts_before, F.lit(0)))
-        .drop("cut_us")
+        .withColumn("is_new_burst", prev_us.isNull() | (event_us - prev_us > timeout_us))
+        .withColumns(
+            {
+                "burst_number": F.sum(F.col("is_new_burst").cast("long")).over(so_far),
+                # Timestamps only grow along the timeline, so the latest burst opening is this event's burst start.
+                "burst_start_us": F.max(F.when(F.col("is_new_burst"), event_us)).over(so_far),
+            }
+        )
+        .withColumns({"is_late": is_late, "is_near_end": ~is_late & (is_burst_end | next_is_late)})
+        .drop("prev_us", "next_us")
     )
 
 
-def to_sessions(events: DataFrame, segments: tuple[str, ...], timezone: str) -> DataFrame:
-    """Events with burst_number and cap_number -> one row per session; session_number is left for later.
+def _with_burst_heads(marks: DataFrame, segments: tuple[str, ...]) -> DataFrame:
+    # Runs over the few marked rows only (burst openings, near ends, late events), still in timeline order: each
+    # row gets its burst's first event and, from the near end, the end and size of the burst's first session.
+    so_far = _user_timeline().rowsBetween(Window.unboundedPreceding, Window.currentRow)
+
+    def latest(is_mark: str, value: Column) -> Column:
+        return F.last(F.when(F.col(is_mark), value), ignorenulls=True).over(so_far)
+
+    return marks.withColumns(
+        {
+            "first_event": latest(
+                "is_new_burst",
+                F.struct(F.col("event_us"), F.col("event_id"), *[_segment_value(F.col(s)).alias(s) for s in segments]),
+            ),
+            "first_index": latest("is_new_burst", F.col("event_index")),
+            "last_us": latest("is_near_end", F.col("event_us")),
+            "last_index": latest("is_near_end", F.col("event_index")),
+        }
+    )
+
+
+def _late_session(late_events: Column, cut_us: Column, index: Column) -> Column:
+    # The late events from this cut up to the next one (the list is sorted by time, then event_id).
+    next_cut = F.coalesce(F.try_element_at(cut_us, index + 2), F.lit(_NO_CUT))
+    cut = F.element_at(cut_us, index + 1)
+    members = F.filter(late_events, lambda e: (e["event_us"] >= cut) & (e["event_us"] < next_cut))
+    return F.struct(
+        F.element_at(members, 1).alias("first_event"),
+        F.element_at(members, -1)["event_us"].alias("last_us"),
+        F.size(members).cast("long").alias("actions"),
+    )
+
+
+def to_sessions(
+    bursts: DataFrame, max_session_duration: timedelta, segments: tuple[str, ...], timezone: str
+) -> DataFrame:
+    """Events with burst columns -> one row per session; session_number is left for later.
+
+    A burst is one session unless it lasts `max_session_duration` or longer: a session that starts at s ends
+    before the first event at or after s + max_session_duration, which opens the next session. The events before
+    the first cut are summed up from their first and last rows; only late events (bots, mostly) are collected per
+    burst, and the cut points found by a fold over their sorted times.
 
     session_id is a hash of the user and the session's first event id, so the same events give the same id.
     Segment values come from the first event; null or blank is "unknown". session_date is the reporting-zone
     date of session_start.
     """
-    first_event_order = F.struct("event_ts", "event_id")
-    first_event = F.struct("event_id", *segments)
-    aggregated = events.groupBy("user_id", "burst_number", "cap_number").agg(
-        F.min("event_ts").alias("session_start"),
-        F.max("event_ts").alias("session_end"),
-        F.count(F.lit(1)).alias("actions"),
-        F.min_by(first_event, first_event_order).alias("first_event"),
+    cap_us = _micros(max_session_duration)
+    # Field order makes struct comparison follow the timeline: time first, then event_id.
+    late_event = F.struct(
+        F.col("event_us"), F.col("event_id"), *[_segment_value(F.col(s)).alias(s) for s in segments]
     )
-    return aggregated.select(
-        F.md5(F.to_json(F.struct("user_id", F.col("first_event.event_id").alias("event_id")))).alias("session_id"),
-        "user_id",
-        "session_start",
-        "session_end",
-        ((F.unix_micros("session_end") - F.unix_micros("session_start")) / 1_000_000).alias("duration_seconds"),
-        "actions",
-        local_date(F.col("session_start"), timezone).alias("session_date"),
-        *[_segment_value(F.col(f"first_event.{segment}")).alias(segment) for segment in segments],
+    # Every column but the late events is the same on all rows of a burst, so it is a grouping key.
+    per_burst = (
+        bursts
+        .where(F.col("is_new_burst") | F.col("is_near_end") | F.col("is_late"))
+        .transform(_with_burst_heads, segments)
+        .where(F.col("is_near_end") | F.col("is_late"))
+        .groupBy(
+            "user_id",
+            "burst_number",
+            "first_event",
+            "last_us",
+            (F.col("last_index") - F.col("first_index") + 1).alias("actions"),
+        )
+        .agg(F.array_sort(F.collect_list(F.when(F.col("is_late"), late_event))).alias("late_events"))
+    )
+    cut_us = F.aggregate(
+        F.transform("late_events", lambda e: e["event_us"]),
+        F.struct(F.col("first_event.event_us").alias("start_us"), F.array().cast("array<bigint>").alias("cuts")),
+        lambda acc, t: F.when(
+            t >= acc["start_us"] + cap_us, F.struct(t.alias("start_us"), F.array_append(acc["cuts"], t).alias("cuts"))
+        ).otherwise(acc),
+        lambda acc: acc["cuts"],
+    )
+    first_session = F.struct("first_event", "last_us", "actions")
+    late_sessions = F.transform(
+        F.sequence(F.lit(0), F.size("cut_us") - 1),
+        lambda index: _late_session(F.col("late_events"), F.col("cut_us"), index),
+    )
+    all_sessions = F.when(F.size("cut_us") == 0, F.array(first_session)).otherwise(
+        F.concat(F.array(first_session), late_sessions)
+    )
+    session_start = F.timestamp_micros(F.col("first_event.event_us"))
+    return (
+        per_burst
+        .withColumn("cut_us", cut_us)
+        .select("user_id", F.inline(all_sessions))
+        .select(
+            F.md5(F.to_json(F.struct("user_id", F.col("first_event.event_id").alias("event_id")))).alias("session_id"),
+            "user_id",
+            session_start.alias("session_start"),
+            F.timestamp_micros("last_us").alias("session_end"),
+            ((F.col("last_us") - F.col("first_event.event_us")) / 1_000_000).alias("duration_seconds"),
+            "actions",
+            local_date(session_start, timezone).alias("session_date"),
+            *[F.col(f"first_event.{segment}").alias(segment) for segment in segments],
+        )
     )
 
 
@@ -149,9 +207,8 @@ def sessionize(
         valid_events
         .repartition("user_id")  # the one shuffle: every later step is keyed by user_id
         .transform(drop_duplicate_events, segments)
-        .transform(with_bursts, inactivity_timeout)
-        .transform(with_cap_numbers, max_session_duration)
-        .transform(to_sessions, segments, timezone)
+        .transform(with_bursts, inactivity_timeout, max_session_duration)
+        .transform(to_sessions, max_session_duration, segments, timezone)
     )
 
 

@@ -175,12 +175,14 @@ def test_a_late_duplicate_copy_cannot_bridge_a_gap(spark):
 
 def test_timestamp_ties_are_ordered_by_event_id(spark):
     timeline = with_bursts(
-        events(spark, ("u1", "b", "2026-11-02T10:00:00"), ("u1", "a", "2026-11-02T10:00:00")), THIRTY_MINUTES
+        events(spark, ("u1", "b", "2026-11-02T10:00:00"), ("u1", "a", "2026-11-02T10:00:00")), THIRTY_MINUTES, ONE_DAY
     )
 
-    first = timeline.where("burst_start_us = event_us").orderBy("event_id").collect()
-    # Both events share the first instant, and 'a' sorts first: the first segment values come from 'a'.
-    assert [r["event_id"] for r in first] == ["a", "b"]
+    assertDataFrameEqual(
+        timeline.select("event_id", "event_index", "is_new_burst"),
+        [Row(event_id="a", event_index=1, is_new_burst=True), Row(event_id="b", event_index=2, is_new_burst=False)],
+    )
+    # So the session's first event, and its segment values, are those of 'a'.
     sessions = run(
         spark, ("u1", "b", "2026-11-02T10:00:00", "web", "FR"), ("u1", "a", "2026-11-02T10:00:00", "ios", "DE")
     )
