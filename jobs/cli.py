@@ -24,6 +24,12 @@ def _iso_date(text: str) -> date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
 
 
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number above 0")
+    return int(text)
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sessionlake", description="Sessionize user events into Delta tables.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug lines, Spark's included")
@@ -40,10 +46,10 @@ def _build_parser() -> argparse.ArgumentParser:
 
     sample = commands.add_parser("sample", help="generate sample events and sessionize them")
     sample.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="config for the rules (default %(default)s)")
-    sample.add_argument("--events", help="where to write the events (default: the config's input.path)")
-    sample.add_argument("--output", help="where to write the tables (default: the config's output.path)")
-    sample.add_argument("--users", type=int, default=3_000)
-    sample.add_argument("--days", type=int, default=7)
+    sample.add_argument("--events", default="data/sample/events", help="where to write the events, replacing them")
+    sample.add_argument("--output", default="data/sample/out", help="where to write the tables")
+    sample.add_argument("--users", type=_positive_int, default=3_000)
+    sample.add_argument("--days", type=_positive_int, default=7)
     sample.add_argument("--first-day", type=_iso_date, default=date(2026, 11, 1))
     return parser
 
@@ -82,10 +88,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             _run(config, first_day, last_day)
         else:
-            # The sample is written as parquet where the config's input points, so `sessionlake run` with the same
-            # config works on it afterwards.
+            # The config gives the rules; the sample has its own paths, so real input is never overwritten.
             config = load_config(args.config, input_path=args.events, input_format="parquet", output_path=args.output)
-            _sample(config, args.users, first_day, args.days)
+            _sample(config, args.users, args.first_day, args.days)
     except ConfigError as error:
         print(f"sessionlake: error: {error}", file=sys.stderr)
         return 2

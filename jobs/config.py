@@ -108,8 +108,21 @@ class Reporting(_Frozen):
         return self
 
 
+class Table(StrEnum):
+    """The Delta tables a run writes under output.path."""
+
+    SESSIONS = "sessions"
+    KPIS = "kpis"
+    USERS = "users"
+    QUARANTINE = "quarantine"
+
+
 class OutputSpec(_Frozen):
     path: str
+
+    def table_path(self, table: Table) -> str:
+        """Where `table` lives: a path-based Delta table under output.path."""
+        return f"{self.path.rstrip('/')}/{table.value}"
 
 
 class JobConfig(_Frozen):

@@ -9,7 +9,7 @@ from enum import StrEnum
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from jobs.sessionize import local_date
+from jobs.dates import local_date
 
 ALL = "all"
 USER_TYPE = "user_type"

@@ -6,32 +6,19 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs.config import JobConfig
-from jobs.metrics import in_periods, kpis_by_period, periods_touched
-from jobs.read import read_events, read_table
+from jobs.config import JobConfig, Table
+from jobs.metrics import ALL, in_periods, kpis_by_period, periods_touched
+from jobs.read import InputError, partition_days, read_events, read_table
 from jobs.sessionize import first_seen_by_user, session_counts_before, sessionize, with_session_numbers
 from jobs.validate import to_quarantine, valid_events, with_reject_reason
-from jobs.write import merge_first_seen, replace_days, replace_kpis
+from jobs.write import merge_first_seen, replace_days, replace_kpis, replace_quarantine
 
 log = logging.getLogger(__name__)
-
-
-class Table(StrEnum):
-    SESSIONS = "sessions"
-    KPIS = "kpis"
-    USERS = "users"
-    QUARANTINE = "quarantine"
-
-
-def table_path(config: JobConfig, table: Table) -> str:
-    """Where `table` lives: a path-based Delta table under output.path."""
-    return f"{config.output.path.rstrip('/')}/{table.value}"
 
 
 def input_days(first_day: date, last_day: date, timezone: str, max_session_duration: timedelta) -> tuple[date, date]:
@@ -45,6 +32,18 @@ def input_days(first_day: date, last_day: date, timezone: str, max_session_durat
     start = datetime.combine(first_day, time(), zone).astimezone(ZoneInfo("UTC"))
     end = datetime.combine(last_day + timedelta(days=1), time(), zone).astimezone(ZoneInfo("UTC"))
     return (start - max_session_duration).date(), (end + max_session_duration).date()
+
+
+def _require_every_day(events, input_path: str, first_day: date, last_day: date) -> None:
+    # A run replaces its days in every table, so a day without input would silently erase what was stored.
+    present = partition_days(events)
+    run_days = [first_day + timedelta(days=n) for n in range((last_day - first_day).days + 1)]
+    missing = [day.isoformat() for day in run_days if day not in present]
+    if missing:
+        raise InputError(
+            f"input {input_path!r} has no partition for {', '.join(missing)}; nothing was written "
+            "(a run replaces its days, so running a day without input would erase it)"
+        )
 
 
 @dataclass(frozen=True)
@@ -66,8 +65,10 @@ def run(spark: SparkSession, config: JobConfig, first_day: date, last_day: date)
         run_id, first_day, last_day, timezone, first_input, last_input, config.input.path,
     )
 
-    checked = read_events(spark, config.input, segments, first_input, last_input).transform(with_reject_reason)
-    sessions_path = table_path(config, Table.SESSIONS)
+    events = read_events(spark, config.input, segments, first_input, last_input)
+    _require_every_day(events, config.input.path, first_day, last_day)
+    checked = events.transform(with_reject_reason)
+    sessions_path = config.output.table_path(Table.SESSIONS)
     stored_sessions = read_table(spark, sessions_path)
     counts_before = (
         session_counts_before(stored_sessions, first_day)
@@ -79,25 +80,29 @@ def run(spark: SparkSession, config: JobConfig, first_day: date, last_day: date)
         .where(F.col("session_date").between(F.lit(first_day), F.lit(last_day)))
         .transform(with_session_numbers, counts_before, segments)
     )
-    replace_days(sessions, sessions_path, "session_date", first_day, last_day, Table.SESSIONS.value)
+    replace_days(sessions, sessions_path, "session_date", first_day, last_day, Table.SESSIONS)
 
     # Rejected rows belong to the run that owns their input partition, so reruns replace them exactly.
-    quarantine = to_quarantine(checked.where(F.col("event_date").between(F.lit(first_day), F.lit(last_day))), run_id)
-    replace_days(quarantine, table_path(config, Table.QUARANTINE), "event_date", first_day, last_day, "quarantine")
+    is_owned = F.col("event_date").between(F.lit(first_day), F.lit(last_day)) | F.col("event_date").isNull()
+    quarantine = (
+        to_quarantine(checked.where(is_owned), run_id)
+        .repartition("event_date")  # few rows: one file per day instead of one per input task and day
+    )
+    replace_quarantine(quarantine, config.output.table_path(Table.QUARANTINE), first_day, last_day)
 
     # Later stages read the sessions back from Delta instead of recomputing them from the events.
-    stored_sessions = spark.read.format("delta").load(sessions_path)
+    stored_sessions = read_table(spark, sessions_path)
     run_sessions = stored_sessions.where(F.col("session_date").between(F.lit(first_day), F.lit(last_day)))
-    users_path = table_path(config, Table.USERS)
+    users_path = config.output.table_path(Table.USERS)
     merge_first_seen(first_seen_by_user(run_sessions), users_path)
 
     periods = periods_touched(first_day, last_day)
     kpi_first_day = min(span.first_start for span in periods)
     kpi_last_day = max(span.last_day for span in periods)
     period_sessions = stored_sessions.where(F.col("session_date").between(F.lit(kpi_first_day), F.lit(kpi_last_day)))
-    users = spark.read.format("delta").load(users_path)
+    users = read_table(spark, users_path)
     kpis = kpis_by_period(period_sessions, users, segments, timezone).where(in_periods(periods))
-    replace_kpis(kpis, table_path(config, Table.KPIS), periods)
+    replace_kpis(kpis, config.output.table_path(Table.KPIS), periods)
     log.info("run %s: done", run_id)
     return RunResult(run_id, first_day, last_day)
 
@@ -106,8 +111,8 @@ def summary(spark: SparkSession, config: JobConfig, first_day: date, last_day: d
     """A short text report of the run's KPI rows (dimension `all`) and quarantined rows by reason."""
     periods = periods_touched(first_day, last_day)
     kpi_rows = (
-        spark.read.format("delta").load(table_path(config, Table.KPIS))
-        .where(in_periods(periods) & (F.col("dimension") == "all"))
+        spark.read.format("delta").load(config.output.table_path(Table.KPIS))
+        .where(in_periods(periods) & (F.col("dimension") == ALL))
         .orderBy(F.col("period").desc(), "period_start")  # week, month, day
         .collect()  # a handful of rows: one per period
     )
@@ -120,7 +125,7 @@ def summary(spark: SparkSession, config: JobConfig, first_day: date, last_day: d
             f"{row['period']:<6} {row['period_start'].isoformat():<10} {row['sessions']:>10,} {row['users']:>8,}"
             f" {row['actions']:>11,} {row['aps']:>7.2f} {row['spu']:>6.2f}"
         )
-    quarantine = read_table(spark, table_path(config, Table.QUARANTINE))
+    quarantine = read_table(spark, config.output.table_path(Table.QUARANTINE))
     if quarantine is not None:
         reasons = (
             quarantine.where(F.col("event_date").between(F.lit(first_day), F.lit(last_day)))

@@ -28,7 +28,8 @@ class InputError(ValueError):
 def read_events(
     spark: SparkSession, spec: InputSpec, segments: tuple[str, ...], first_day: date, last_day: date
 ) -> DataFrame:
-    """Events of the input partitions [first_day, last_day] (UTC dates), renamed to the canonical columns.
+    """Events of the input partitions [first_day, last_day] (UTC dates) and of any partition whose value is not a
+    date (these are quarantined), renamed to the canonical columns.
 
     Output: user_id, event_id, event_name (strings), event_ts (as stored: a timestamp or text), the segments
     (strings), event_date (date) and source_row (a struct of every input column, for quarantine).
@@ -48,7 +49,7 @@ def read_events(
     row_columns = [c for c in source.columns if c != names.event_date]
     return (
         source
-        .where(partition_day.between(F.lit(first_day), F.lit(last_day)))
+        .where(partition_day.between(F.lit(first_day), F.lit(last_day)) | partition_day.isNull())
         .select(
             *[_as_text(source, input_name).alias(name) for name, input_name in wanted.items() if name != "event_ts"],
             F.col(names.event_ts).alias("event_ts"),
@@ -90,6 +91,11 @@ def _require_columns(source: DataFrame, spec: InputSpec, required: list[str]) ->
         raise InputError(
             f"input {spec.path!r} has no column {', '.join(missing)}; columns found: {', '.join(source.columns)}"
         )
+
+
+def partition_days(events: DataFrame) -> set[date]:
+    """The distinct event_date values of `events` from `read_events`: one row per partition, so a tiny result."""
+    return {row["event_date"] for row in events.select("event_date").distinct().collect() if row["event_date"]}
 
 
 def read_table(spark: SparkSession, path: str) -> DataFrame | None:

@@ -7,6 +7,8 @@ from datetime import date, datetime, time, timezone
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from jobs.dates import local_date
+
 # (value, cumulative probability): drawn by comparing one uniform number with each threshold in turn.
 _EVENT_NAMES = (
     ("view", 0.40), ("click", 0.65), ("scroll", 0.80), ("search", 0.88), ("like", 0.94),
@@ -73,7 +75,7 @@ def generate_events(
             "platform",
             "country",
         )
-        .withColumn("event_date", F.to_date(F.convert_timezone(None, F.lit("UTC"), F.col("event_ts"))))
+        .withColumn("event_date", local_date(F.col("event_ts"), "UTC"))
     )
     resent = events.where(F.rand(seed + 11) < 0.005).withColumn(
         "event_ts", F.col("event_ts") + F.make_interval(secs=F.lit(2))

@@ -7,6 +7,8 @@ from datetime import timedelta
 from pyspark.sql import Column, DataFrame, Window, WindowSpec
 from pyspark.sql import functions as F
 
+from jobs.dates import local_date
+
 # A segment value that is null or blank on a session's first event.
 UNKNOWN_SEGMENT = "unknown"
 
@@ -28,11 +30,6 @@ _NO_CUT = 2**63 - 1
 
 def _micros(duration: timedelta) -> int:
     return round(duration.total_seconds() * 1_000_000)
-
-
-def local_date(instant: Column, timezone: str) -> Column:
-    """The calendar date of `instant` in `timezone`, whatever the Spark session's time zone is."""
-    return F.to_date(F.convert_timezone(None, F.lit(timezone), instant))
 
 
 def _user_timeline() -> WindowSpec:

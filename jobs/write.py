@@ -9,6 +9,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from jobs.config import Table
 from jobs.metrics import PeriodRange
 
 log = logging.getLogger(__name__)
@@ -18,7 +19,7 @@ def _between(column: str, first: date, last: date) -> str:
     return f"{column} >= '{first.isoformat()}' AND {column} <= '{last.isoformat()}'"
 
 
-def _log_last_operation(spark: SparkSession, path: str, table: str) -> None:
+def _log_last_operation(spark: SparkSession, path: str, table: Table) -> None:
     # Row counts come from Delta's own commit metrics, never from an extra count() of the data.
     last = DeltaTable.forPath(spark, path).history(1).select("operation", "operationMetrics").first()
     metrics = last["operationMetrics"] or {}
@@ -26,7 +27,9 @@ def _log_last_operation(spark: SparkSession, path: str, table: str) -> None:
     log.info("%s: %s %s", table, last["operation"], shown)
 
 
-def replace_days(frame: DataFrame, path: str, day_column: str, first_day: date, last_day: date, table: str) -> None:
+def replace_days(
+    frame: DataFrame, path: str, day_column: str, first_day: date, last_day: date, table: Table
+) -> None:
     """Overwrite exactly the rows whose `day_column` lies in [first_day, last_day]; other days stay untouched.
 
     The table is partitioned by `day_column`. Delta rejects any written row outside the range, and a rerun of
@@ -42,6 +45,22 @@ def replace_days(frame: DataFrame, path: str, day_column: str, first_day: date, 
     _log_last_operation(frame.sparkSession, path, table)
 
 
+def replace_quarantine(quarantine: DataFrame, path: str, first_day: date, last_day: date) -> None:
+    """Overwrite the quarantine rows of partitions [first_day, last_day] and the undated ones (event_date null).
+
+    Every run reads the undated rows again, so each run replaces them: they are never duplicated.
+    """
+    predicate = f"({_between('event_date', first_day, last_day)}) OR event_date IS NULL"
+    (
+        quarantine.write.format("delta")
+        .mode("overwrite")
+        .option("replaceWhere", predicate)
+        .partitionBy("event_date")
+        .save(path)
+    )
+    _log_last_operation(quarantine.sparkSession, path, Table.QUARANTINE)
+
+
 def replace_kpis(kpis: DataFrame, path: str, periods: tuple[PeriodRange, ...]) -> None:
     """Overwrite exactly the kpis rows of `periods` (each kind's range of period starts)."""
     predicate = " OR ".join(
@@ -49,7 +68,7 @@ def replace_kpis(kpis: DataFrame, path: str, periods: tuple[PeriodRange, ...]) -
         for span in periods
     )
     kpis.write.format("delta").mode("overwrite").option("replaceWhere", predicate).partitionBy("period").save(path)
-    _log_last_operation(kpis.sparkSession, path, "kpis")
+    _log_last_operation(kpis.sparkSession, path, Table.KPIS)
 
 
 def merge_first_seen(first_seen: DataFrame, path: str) -> None:
@@ -67,4 +86,4 @@ def merge_first_seen(first_seen: DataFrame, path: str) -> None:
             .whenNotMatchedInsertAll()
             .execute()
         )
-    _log_last_operation(spark, path, "users")
+    _log_last_operation(spark, path, Table.USERS)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from datetime import datetime
 
 import pytest
 from delta import configure_spark_with_delta_pip
@@ -35,8 +34,3 @@ def spark() -> Iterator[SparkSession]:
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
-
-
-def utc(text: str) -> datetime:
-    """The UTC instant 'YYYY-MM-DDTHH:MM[:SS[.fff]]' as Spark collects it: a naive datetime in this UTC process."""
-    return datetime.fromisoformat(text)

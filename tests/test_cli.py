@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -70,3 +71,21 @@ def test_a_bad_config_fails_with_one_line_before_spark_starts(tmp_path):
 def test_a_missing_config_file_is_a_one_line_error(tmp_path, capsys):
     assert main(["run", "--config", str(tmp_path / "nope.yaml"), "--date", "2026-11-01"]) == 2
     assert "cannot read the config file" in capsys.readouterr().err
+
+
+def test_the_sample_command_generates_events_and_sessionizes_them(spark, tmp_path, capsys):
+    argv = ["sample", "--users", "30", "--days", "2", "--events", str(tmp_path / "events"),
+            "--output", str(tmp_path / "out")]
+
+    assert main(argv) == 0
+
+    days = spark.read.format("delta").load(str(tmp_path / "out" / "kpis")).where("period = 'day' AND dimension = 'all'")
+    assert sorted(r["period_start"] for r in days.collect()) == [date(2026, 11, 1), date(2026, 11, 2)]
+    printed = capsys.readouterr().out
+    assert printed.startswith("sessionlake: 2026-11-01..2026-11-02 (UTC)")
+    assert "day    2026-11-02" in printed
+
+
+def test_the_sample_size_must_be_positive(capsys):
+    assert exit_code(["sample", "--days", "0"]) == 2
+    assert "argument --days: '0' is not a whole number above 0" in capsys.readouterr().err

@@ -5,7 +5,7 @@ from pyspark.sql import Row
 from pyspark.testing import assertDataFrameEqual
 
 from jobs.metrics import Period, in_periods, kpis_by_period, periods_touched
-from tests.conftest import utc
+from tests.helpers import utc
 
 SESSIONS = "user_id string, actions long, session_date date, platform string"
 USERS = "user_id string, first_seen timestamp"

@@ -1,6 +1,6 @@
 """End to end: event files on disk -> `sessionlake run` -> Delta tables read back (by Spark and by delta-rs)."""
 
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -10,7 +10,8 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from jobs.cli import main
-from tests.conftest import utc
+from jobs.pipeline import input_days
+from tests.helpers import utc
 
 EVENTS = "user_id string, event_id string, event_name string, event_ts timestamp, platform string, country string"
 MON, TUE = date(2026, 11, 2), date(2026, 11, 3)
@@ -241,6 +242,33 @@ def test_tables_are_readable_by_another_delta_reader(spark, job):
     assert [(k["sessions"], k["users"], k["actions"]) for k in day_all] == [(3, 2, 5)]
 
 
+def test_rows_in_an_undated_partition_are_quarantined_once_however_often_days_run(spark, job):
+    root, config = job
+    write_events(spark, root / "events", MONDAY[:1])
+    spark.createDataFrame([("u9", "e9", "view", None, "ios", "DE")], EVENTS).withColumn(
+        "event_date", F.lit(None).cast("date")
+    ).write.mode("append").partitionBy("event_date").parquet(str(root / "events"))
+
+    run(config, "--date", "2026-11-02")
+    run(config, "--date", "2026-11-02")
+
+    assertDataFrameEqual(
+        table(spark, root, "quarantine").select("event_date", "reject_reason"),
+        [Row(event_date=None, reject_reason="missing_event_ts")],
+    )
+
+
+def test_a_day_without_input_is_an_error_and_nothing_is_written(spark, job, capsys):
+    root, config = job
+    write_events(spark, root / "events", MONDAY)
+    run(config, "--date", "2026-11-02")
+
+    assert run(config, "--from", "2026-11-02", "--to", "2026-11-04") == 1
+
+    assert "has no partition for 2026-11-03, 2026-11-04; nothing was written" in capsys.readouterr().err
+    assert table(spark, root, "sessions").count() == 3  # Monday's sessions are still there
+
+
 def test_a_missing_input_path_is_a_clear_error(spark, job, capsys):
     root, config = job
 
@@ -258,3 +286,14 @@ def test_a_missing_column_is_named_with_the_columns_found(spark, job, capsys):
     error = capsys.readouterr().err
     assert "has no column event_id, event_name, event_ts, platform, country" in error
     assert "columns found: user_id, event_date" in error
+
+
+def test_a_run_reads_its_days_widened_by_the_cap_in_the_reporting_zone():
+    # Berlin, 29 Mar 2026 (23 hours): 28 Mar 23:00 UTC to 29 Mar 22:00 UTC, widened by 24h on both sides.
+    assert input_days(date(2026, 3, 29), date(2026, 3, 29), "Europe/Berlin", timedelta(hours=24)) == (
+        date(2026, 3, 27), date(2026, 3, 30)
+    )
+    # Los Angeles, 1 Nov 2026 (25 hours): 1 Nov 07:00 UTC to 2 Nov 08:00 UTC; a 2h cap stays within those dates.
+    assert input_days(date(2026, 11, 1), date(2026, 11, 1), "America/Los_Angeles", timedelta(hours=2)) == (
+        date(2026, 11, 1), date(2026, 11, 2)
+    )

@@ -12,7 +12,7 @@ from jobs.sessionize import (
     with_bursts,
     with_session_numbers,
 )
-from tests.conftest import utc
+from tests.helpers import utc
 
 EVENTS = "user_id string, event_id string, event_name string, event_ts timestamp, platform string, country string"
 SEGMENTS = ("platform", "country")
@@ -132,6 +132,49 @@ def test_the_cap_counts_from_each_sessions_own_start_not_from_a_fixed_grid(spark
         [Row(user_id="u1", session_start=utc("2026-11-02T10:00:00"), session_end=utc("2026-11-02T10:50:00"), actions=3),
          Row(user_id="u1", session_start=utc("2026-11-02T11:10:00"), session_end=utc("2026-11-02T12:05:00"), actions=4),
          Row(user_id="u1", session_start=utc("2026-11-02T12:15:00"), session_end=utc("2026-11-02T12:15:00"), actions=1)],
+    )
+
+
+def test_a_capped_session_takes_its_id_and_segments_from_its_own_first_event(spark):
+    # Cap 1h: 11:10 is the first event at or after 11:00, so the second session starts with e3 (web, FR).
+    sessions = run(
+        spark,
+        ("u1", "e0", "2026-11-02T10:00:00", "ios", "DE"),
+        ("u1", "e1", "2026-11-02T10:25:00", "ios", "DE"),
+        ("u1", "e2", "2026-11-02T10:50:00", "ios", "DE"),
+        ("u1", "e3", "2026-11-02T11:10:00", "web", "FR"),
+        ("u1", "e4", "2026-11-02T11:20:00", "android", "BR"),
+        cap=timedelta(hours=1),
+    )
+
+    assertDataFrameEqual(
+        sessions.select("session_id", "session_start", "actions", "platform", "country"),
+        [Row(session_id=hashlib.md5(b'{"user_id":"u1","event_id":"e0"}').hexdigest(),
+             session_start=utc("2026-11-02T10:00:00"), actions=3, platform="ios", country="DE"),
+         Row(session_id=hashlib.md5(b'{"user_id":"u1","event_id":"e3"}').hexdigest(),
+             session_start=utc("2026-11-02T11:10:00"), actions=2, platform="web", country="FR")],
+    )
+
+
+def test_the_cap_applies_to_each_burst_of_a_user_separately(spark):
+    # Cap 1h. The first burst (09:00-09:20) is short; after a 40-minute gap the second opens at 10:00 and the
+    # cap cuts it at 11:00, not at 10:00 counted from the user's first event.
+    sessions = run(
+        spark,
+        ("u1", "e0", "2026-11-02T09:00:00"),
+        ("u1", "e1", "2026-11-02T09:20:00"),
+        ("u1", "e2", "2026-11-02T10:00:00"),
+        ("u1", "e3", "2026-11-02T10:20:00"),
+        ("u1", "e4", "2026-11-02T10:40:00"),
+        ("u1", "e5", "2026-11-02T11:00:00"),
+        cap=timedelta(hours=1),
+    )
+
+    assertDataFrameEqual(
+        session_spans(sessions),
+        [Row(user_id="u1", session_start=utc("2026-11-02T09:00:00"), session_end=utc("2026-11-02T09:20:00"), actions=2),
+         Row(user_id="u1", session_start=utc("2026-11-02T10:00:00"), session_end=utc("2026-11-02T10:40:00"), actions=3),
+         Row(user_id="u1", session_start=utc("2026-11-02T11:00:00"), session_end=utc("2026-11-02T11:00:00"), actions=1)],
     )
 
 

@@ -2,10 +2,11 @@ import json
 from datetime import date
 
 from pyspark.sql import Row
+from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from jobs.validate import to_quarantine, valid_events, with_reject_reason
-from tests.conftest import utc
+from tests.helpers import utc
 
 TEXT_EVENTS = "user_id string, event_id string, event_name string, event_ts string, event_date date"
 TYPED_EVENTS = "user_id string, event_id string, event_name string, event_ts timestamp, event_date date"
@@ -15,8 +16,6 @@ DAY = date(2026, 11, 2)
 def checked(spark, rows, schema=TEXT_EVENTS):
     events = spark.createDataFrame(rows, schema)
     # As read.py delivers them: the row as read travels along for quarantine.
-    from pyspark.sql import functions as F
-
     return events.withColumn("source_row", F.struct(*events.columns[:-1])).transform(with_reject_reason)
 
 
@@ -65,13 +64,45 @@ def test_iso_text_with_an_offset_is_read_as_that_instant(spark):
         ("u1", "e1", "view", "2026-11-02T10:00:00+01:00", DAY),
         ("u1", "e2", "view", "2026-11-02T10:00:00.250-05:30", DAY),
         ("u1", "e3", "view", "2026-11-02T10:00:00Z", DAY),
+        ("u1", "e4", "view", "2026-11-02T10:00:00-0530", DAY),
+        ("u1", "e5", "view", "2026-11-02 10:00:00 UTC", DAY),
     ]
 
     assertDataFrameEqual(
         checked(spark, rows).select("event_id", "event_ts"),
         [Row(event_id="e1", event_ts=utc("2026-11-02T09:00:00")),
          Row(event_id="e2", event_ts=utc("2026-11-02T15:30:00.250")),
-         Row(event_id="e3", event_ts=utc("2026-11-02T10:00:00"))],
+         Row(event_id="e3", event_ts=utc("2026-11-02T10:00:00")),
+         Row(event_id="e4", event_ts=utc("2026-11-02T15:30:00")),
+         Row(event_id="e5", event_ts=utc("2026-11-02T10:00:00"))],
+    )
+
+
+def test_a_date_without_a_time_is_not_an_event_timestamp(spark):
+    # "-02" at the end of a date is not an offset: the text is unparseable, not a session-zone midnight.
+    rows = [("u1", "e1", "view", "2026-11-02", DAY)]
+
+    assert checked(spark, rows).first()["reject_reason"] == "unparseable_event_ts"
+
+
+def test_a_row_in_a_partition_that_is_not_a_date_is_rejected(spark):
+    rows = [("u1", "e1", "view", "2026-11-02T10:00:00Z", None)]
+
+    assert checked(spark, rows).first()["reject_reason"] == "missing_event_date"
+
+
+def test_an_event_filed_under_another_utc_date_is_rejected(spark):
+    # 23:30 on 2 Nov in New York is 04:30 UTC on 3 Nov: the partition must be 2026-11-03.
+    rows = [
+        ("u1", "e1", "view", "2026-11-02T23:30:00-05:00", DAY),
+        ("u1", "e2", "view", "2026-11-02T23:30:00-05:00", date(2026, 11, 3)),
+        ("u1", "e3", "view", "2026-11-02T00:00:00Z", DAY),
+    ]
+
+    assertDataFrameEqual(
+        reasons(checked(spark, rows)),
+        [Row(event_id="e1", reject_reason="event_date_mismatch"), Row(event_id="e2", reject_reason=None),
+         Row(event_id="e3", reject_reason=None)],
     )
 
 
@@ -111,4 +142,6 @@ def test_a_quarantined_row_keeps_the_row_as_read_its_reason_and_the_run(spark):
     assert len(quarantined) == 1
     row = quarantined[0]
     assert (row["event_date"], row["reject_reason"], row["run_id"]) == (DAY, "missing_user_id", "run-1")
-    assert json.loads(row["raw_row"]) == {"event_id": "e2", "event_name": "click", "event_ts": "not a time"}
+    assert json.loads(row["raw_row"]) == {
+        "user_id": None, "event_id": "e2", "event_name": "click", "event_ts": "not a time"
+    }

@@ -1,0 +1,49 @@
+from datetime import date
+
+import pytest
+from pyspark.sql import Row
+from pyspark.testing import assertDataFrameEqual
+
+from jobs.config import InputSpec
+from jobs.read import InputError, partition_days, read_events
+from tests.helpers import utc
+
+
+def write_parquet(spark, path, rows, schema):
+    spark.createDataFrame(rows, schema).write.partitionBy("event_date").parquet(str(path / "events"))
+
+
+def test_numeric_ids_and_segments_are_read_as_text(spark, tmp_path):
+    write_parquet(
+        spark, tmp_path,
+        [(42, 7, "view", utc("2026-11-02T10:00:00"), 3, date(2026, 11, 2))],
+        "user_id long, event_id long, event_name string, event_ts timestamp, platform int, event_date date",
+    )
+
+    events = read_events(spark, InputSpec(path=str(tmp_path / "events")), ("platform",), date(2026, 11, 2), date(2026, 11, 2))
+
+    assertDataFrameEqual(
+        events.select("user_id", "event_id", "platform"), [Row(user_id="42", event_id="7", platform="3")]
+    )
+
+
+def test_only_partitions_in_the_range_and_undated_ones_are_read(spark, tmp_path):
+    schema = "user_id string, event_id string, event_name string, event_ts timestamp, event_date date"
+    write_parquet(
+        spark, tmp_path,
+        [("u1", "e1", "view", utc("2026-11-01T10:00:00"), date(2026, 11, 1)),
+         ("u1", "e2", "view", utc("2026-11-02T10:00:00"), date(2026, 11, 2)),
+         ("u1", "e3", "view", utc("2026-11-03T10:00:00"), date(2026, 11, 3)),
+         ("u1", "e4", "view", None, None)],
+        schema,
+    )
+
+    events = read_events(spark, InputSpec(path=str(tmp_path / "events")), (), date(2026, 11, 2), date(2026, 11, 2))
+
+    assert sorted(r["event_id"] for r in events.collect()) == ["e2", "e4"]
+    assert partition_days(events) == {date(2026, 11, 2)}
+
+
+def test_a_missing_input_path_is_an_input_error(spark, tmp_path):
+    with pytest.raises(InputError, match="no parquet input there"):
+        read_events(spark, InputSpec(path=str(tmp_path / "nope")), (), date(2026, 11, 2), date(2026, 11, 2))
