@@ -12,7 +12,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from jobs.config import JobConfig, Table
-from jobs.metrics import ALL, in_periods, kpis_by_period, periods_touched
+from jobs.metrics import ALL, Period, in_periods, kpis_by_period, periods_touched
 from jobs.read import InputError, partition_days, read_events, read_table
 from jobs.sessionize import first_seen_by_user, session_counts_before, sessionize, with_session_numbers
 from jobs.validate import to_quarantine, valid_events, with_reject_reason
@@ -111,11 +111,12 @@ def summary(spark: SparkSession, config: JobConfig, first_day: date, last_day: d
     """A short text report of the run's KPI rows (dimension `all`) and quarantined rows by reason."""
     periods = periods_touched(first_day, last_day)
     kpi_rows = (
-        spark.read.format("delta").load(config.output.table_path(Table.KPIS))
+        read_table(spark, config.output.table_path(Table.KPIS))
         .where(in_periods(periods) & (F.col("dimension") == ALL))
-        .orderBy(F.col("period").desc(), "period_start")  # week, month, day
         .collect()  # a handful of rows: one per period
     )
+    period_order = [p.value for p in Period]
+    kpi_rows.sort(key=lambda row: (period_order.index(row["period"]), row["period_start"]))
     lines = [
         f"sessionlake: {first_day}..{last_day} ({config.reporting.timezone}) -> {config.output.path}",
         f"{'period':<6} {'start':<10} {'sessions':>10} {'users':>8} {'actions':>11} {'APS':>7} {'SPU':>6}",

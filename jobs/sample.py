@@ -75,7 +75,6 @@ def generate_events(
             "platform",
             "country",
         )
-        .withColumn("event_date", local_date(F.col("event_ts"), "UTC"))
     )
     resent = events.where(F.rand(seed + 11) < 0.005).withColumn(
         "event_ts", F.col("event_ts") + F.make_interval(secs=F.lit(2))
@@ -83,6 +82,7 @@ def generate_events(
     flaw = F.col("flaw")
     return (
         events.unionByName(resent)
+        .withColumn("event_date", local_date(F.col("event_ts"), "UTC"))  # before some timestamps are blanked
         .withColumn("flaw", F.rand(seed + 12))
         .withColumn("user_id", F.when(flaw >= 0.002, F.col("user_id")))
         .withColumn("event_ts", F.when((flaw < 0.002) | (flaw >= 0.003), F.col("event_ts")))
