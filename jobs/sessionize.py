@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 from pyspark.sql import Column, DataFrame, Window, WindowSpec
 from pyspark.sql import functions as F
@@ -209,7 +209,7 @@ def sessionize(
     )
 
 
-def session_counts_before(sessions: DataFrame, first_day) -> DataFrame:
+def session_counts_before(sessions: DataFrame, first_day: date) -> DataFrame:
     """Per user, how many stored sessions start on a reporting day before `first_day`: user_id, sessions_before."""
     return (
         sessions
