@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from pyspark.sql import SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.config import JobConfig, Table
@@ -21,6 +21,14 @@ from jobs.write import merge_first_seen, replace_days, replace_kpis, replace_qua
 log = logging.getLogger(__name__)
 
 
+def _utc_span(first_day: date, last_day: date, timezone: str) -> tuple[datetime, datetime]:
+    # The UTC instants [start, end) of reporting days [first_day, last_day]; DST days have 23 or 25 hours.
+    zone, utc = ZoneInfo(timezone), ZoneInfo("UTC")
+    start = datetime.combine(first_day, time(), zone).astimezone(utc)
+    end = datetime.combine(last_day + timedelta(days=1), time(), zone).astimezone(utc)
+    return start, end
+
+
 def input_days(first_day: date, last_day: date, timezone: str, max_session_duration: timedelta) -> tuple[date, date]:
     """The UTC input partitions a run of reporting days [first_day, last_day] reads.
 
@@ -28,22 +36,33 @@ def input_days(first_day: date, last_day: date, timezone: str, max_session_durat
     so an event just after the first midnight is seen to continue a session begun the day before (that session
     belongs to the earlier day, not to this run); after, so a session starting on last_day is complete.
     """
-    zone = ZoneInfo(timezone)
-    start = datetime.combine(first_day, time(), zone).astimezone(ZoneInfo("UTC"))
-    end = datetime.combine(last_day + timedelta(days=1), time(), zone).astimezone(ZoneInfo("UTC"))
+    start, end = _utc_span(first_day, last_day, timezone)
     return (start - max_session_duration).date(), (end + max_session_duration).date()
 
 
-def _require_every_day(events, input_path: str, first_day: date, last_day: date) -> None:
+def required_partitions(first_day: date, last_day: date, timezone: str) -> list[date]:
+    """The UTC partition dates that reporting days [first_day, last_day] overlap: each must exist for a run."""
+    start, end = _utc_span(first_day, last_day, timezone)
+    last = (end - timedelta(microseconds=1)).date()
+    return [start.date() + timedelta(days=n) for n in range((last - start.date()).days + 1)]
+
+
+def _require_every_day(events: DataFrame, config: JobConfig, first_day: date, last_day: date) -> None:
     # A run replaces its days in every table, so a day without input would silently erase what was stored.
-    present = partition_days(events)
-    run_days = [first_day + timedelta(days=n) for n in range((last_day - first_day).days + 1)]
-    missing = [day.isoformat() for day in run_days if day not in present]
+    present = partition_days(events, config.input.columns.event_date)
+    required = required_partitions(first_day, last_day, config.reporting.timezone)
+    missing = [day.isoformat() for day in required if day not in present]
     if missing:
         raise InputError(
-            f"input {input_path!r} has no partition for {', '.join(missing)}; nothing was written "
+            f"input {config.input.path!r} has no partition for {', '.join(missing)}; nothing was written "
             "(a run replaces its days, so running a day without input would erase it)"
         )
+
+
+def _is_owned_by_run(first_day: date, last_day: date) -> Column:
+    # A rejected row belongs to the run of its input partition, so reruns replace it exactly; undated rows
+    # belong to every run, and each run replaces them.
+    return F.col("event_date").between(F.lit(first_day), F.lit(last_day)) | F.col("event_date").isNull()
 
 
 @dataclass(frozen=True)
@@ -66,7 +85,7 @@ def run(spark: SparkSession, config: JobConfig, first_day: date, last_day: date)
     )
 
     events = read_events(spark, config.input, segments, first_input, last_input)
-    _require_every_day(events, config.input.path, first_day, last_day)
+    _require_every_day(events, config, first_day, last_day)
     checked = events.transform(with_reject_reason)
     sessions_path = config.output.table_path(Table.SESSIONS)
     stored_sessions = read_table(spark, sessions_path)
@@ -82,10 +101,8 @@ def run(spark: SparkSession, config: JobConfig, first_day: date, last_day: date)
     )
     replace_days(sessions, sessions_path, "session_date", first_day, last_day, Table.SESSIONS)
 
-    # Rejected rows belong to the run that owns their input partition, so reruns replace them exactly.
-    is_owned = F.col("event_date").between(F.lit(first_day), F.lit(last_day)) | F.col("event_date").isNull()
     quarantine = (
-        to_quarantine(checked.where(is_owned), run_id)
+        to_quarantine(checked.where(_is_owned_by_run(first_day, last_day)), run_id)
         .repartition("event_date")  # few rows: one file per day instead of one per input task and day
     )
     replace_quarantine(quarantine, config.output.table_path(Table.QUARANTINE), first_day, last_day)
@@ -129,7 +146,7 @@ def summary(spark: SparkSession, config: JobConfig, first_day: date, last_day: d
     quarantine = read_table(spark, config.output.table_path(Table.QUARANTINE))
     if quarantine is not None:
         reasons = (
-            quarantine.where(F.col("event_date").between(F.lit(first_day), F.lit(last_day)))
+            quarantine.where(_is_owned_by_run(first_day, last_day))
             .groupBy("reject_reason").count().orderBy("reject_reason").collect()  # one row per reason
         )
         quarantined = ", ".join(f"{r['reject_reason']}: {r['count']:,}" for r in reasons) or "none"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from datetime import date
 
 from delta.tables import DeltaTable
@@ -17,6 +18,7 @@ log = logging.getLogger(__name__)
 
 # The canonical event columns every later stage uses, in order; segments and event_date follow them.
 EVENT_COLUMNS = ("user_id", "event_id", "event_name", "event_ts")
+_ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
 # All input columns of a row, kept as a struct so a quarantined row can be stored as it was read.
 SOURCE_ROW = "source_row"
 
@@ -45,7 +47,9 @@ def read_events(
     source = _load(spark, spec, [*wanted.values(), names.event_date])
     _require_columns(source, spec, [*wanted.values(), names.event_date])
 
-    partition_day = F.col(names.event_date).try_cast(DateType())
+    # Only a full YYYY-MM-DD is a partition date: a lenient cast would read event_date=2026-11 as 1 November.
+    partition_text = F.col(names.event_date).cast(StringType())
+    partition_day = F.when(partition_text.rlike(_ISO_DATE), partition_text.try_cast(DateType()))
     row_columns = [c for c in source.columns if c != names.event_date]
     return (
         source
@@ -72,8 +76,8 @@ def _load(spark: SparkSession, spec: InputSpec, columns: list[str]) -> DataFrame
     if spec.format is InputFormat.JSON:
         # An explicit schema skips inference (a scan of every file) and reads every wanted field as text,
         # so a timestamp keeps its written offset until validation parses it.
-        fields = [StructField(c, StringType()) for c in columns[:-1]] + [StructField(columns[-1], DateType())]
-        reader = reader.schema(StructType(fields))
+        # The partition is text too: a folder that is not a date must reach quarantine, not fail the listing.
+        reader = reader.schema(StructType([StructField(c, StringType()) for c in columns]))
     if spec.format is InputFormat.CSV:
         # No schema: CSV columns are matched by header name, and every value is read as text.
         reader = reader.option("header", "true").option("inferSchema", "false")
@@ -93,9 +97,18 @@ def _require_columns(source: DataFrame, spec: InputSpec, required: list[str]) ->
         )
 
 
-def partition_days(events: DataFrame) -> set[date]:
-    """The distinct event_date values of `events` from `read_events`: one row per partition, so a tiny result."""
-    return {row["event_date"] for row in events.select("event_date").distinct().collect() if row["event_date"]}
+def partition_days(events: DataFrame, partition_column: str) -> set[date]:
+    """The partition dates the input of `events` (from `read_events`) has files for, from the listing, not the data.
+
+    Falls back to a query of the distinct dates for a Delta input not partitioned by `partition_column`.
+    """
+    folder = re.compile(rf"/{re.escape(partition_column)}=(\d{{4}}-\d{{2}}-\d{{2}})/")
+    files = events.inputFiles()
+    found = [match.group(1) for match in map(folder.search, files) if match]
+    if files and not found:
+        rows = events.select("event_date").distinct().collect()  # one row per date: a tiny result
+        return {row["event_date"] for row in rows if row["event_date"]}
+    return {date.fromisoformat(text) for text in set(found)}
 
 
 def read_table(spark: SparkSession, path: str) -> DataFrame | None:

@@ -10,7 +10,7 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from jobs.cli import main
-from jobs.pipeline import input_days
+from jobs.pipeline import input_days, required_partitions
 from tests.helpers import utc
 
 EVENTS = "user_id string, event_id string, event_name string, event_ts timestamp, platform string, country string"
@@ -297,3 +297,33 @@ def test_a_run_reads_its_days_widened_by_the_cap_in_the_reporting_zone():
     assert input_days(date(2026, 11, 1), date(2026, 11, 1), "America/Los_Angeles", timedelta(hours=2)) == (
         date(2026, 11, 1), date(2026, 11, 2)
     )
+
+
+def test_reporting_days_outside_utc_need_every_utc_partition_they_overlap():
+    # Los Angeles, 1 Nov 2026 runs from 07:00 UTC on 1 Nov to 08:00 UTC on 2 Nov; Berlin's 29 Mar 2026 from
+    # 23:00 UTC on 28 Mar to 22:00 UTC on 29 Mar; a UTC day needs only its own partition.
+    assert required_partitions(date(2026, 11, 1), date(2026, 11, 1), "America/Los_Angeles") == [
+        date(2026, 11, 1), date(2026, 11, 2)
+    ]
+    assert required_partitions(date(2026, 3, 29), date(2026, 3, 29), "Europe/Berlin") == [
+        date(2026, 3, 28), date(2026, 3, 29)
+    ]
+    assert required_partitions(date(2026, 11, 1), date(2026, 11, 2), "UTC") == [date(2026, 11, 1), date(2026, 11, 2)]
+
+
+def test_json_rows_in_a_folder_that_is_not_a_date_are_quarantined(spark, job):
+    root, config = job
+    write_events(spark, root / "events", MONDAY[:1], fmt="json")
+    odd = root / "events" / "event_date=unknown"
+    odd.mkdir()
+    (odd / "part.json").write_text(
+        '{"user_id": "u5", "event_id": "e50", "event_name": "view", "event_ts": "2026-11-02T10:00:00Z"}\n'
+    )
+
+    assert run(config, "--date", "2026-11-02", "--input-format", "json") == 0
+
+    assertDataFrameEqual(
+        table(spark, root, "quarantine").select("event_date", "reject_reason"),
+        [Row(event_date=None, reject_reason="missing_event_date")],
+    )
+    assert [r.user_id for r in table(spark, root, "sessions").collect()] == ["u1"]

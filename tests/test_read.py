@@ -41,7 +41,39 @@ def test_only_partitions_in_the_range_and_undated_ones_are_read(spark, tmp_path)
     events = read_events(spark, InputSpec(path=str(tmp_path / "events")), (), date(2026, 11, 2), date(2026, 11, 2))
 
     assert sorted(r["event_id"] for r in events.collect()) == ["e2", "e4"]
-    assert partition_days(events) == {date(2026, 11, 2)}
+
+
+def test_partition_days_come_from_the_file_listing(spark, tmp_path):
+    schema = "user_id string, event_id string, event_name string, event_ts timestamp, event_date date"
+    write_parquet(
+        spark, tmp_path,
+        [("u1", "e1", "view", utc("2026-11-01T10:00:00"), date(2026, 11, 1)),
+         ("u1", "e3", "view", utc("2026-11-03T10:00:00"), date(2026, 11, 3)),
+         ("u1", "e4", "view", None, None)],
+        schema,
+    )
+
+    events = read_events(spark, InputSpec(path=str(tmp_path / "events")), (), date(2026, 11, 2), date(2026, 11, 2))
+
+    assert partition_days(events, "event_date") == {date(2026, 11, 1), date(2026, 11, 3)}
+
+
+def test_a_partition_value_that_is_not_a_full_date_is_no_date(spark, tmp_path):
+    # Partition discovery keeps these folders as text; a lenient cast would read "2026-11" as 1 November.
+    schema = "user_id string, event_id string, event_name string, event_ts timestamp, event_date string"
+    write_parquet(
+        spark, tmp_path,
+        [("u1", "e1", "view", utc("2026-11-01T10:00:00"), "2026-11-01"),
+         ("u1", "e2", "view", utc("2026-11-01T11:00:00"), "2026-11")],
+        schema,
+    )
+
+    events = read_events(spark, InputSpec(path=str(tmp_path / "events")), (), date(2026, 11, 1), date(2026, 11, 1))
+
+    assertDataFrameEqual(
+        events.select("event_id", "event_date"),
+        [Row(event_id="e1", event_date=date(2026, 11, 1)), Row(event_id="e2", event_date=None)],
+    )
 
 
 def test_a_missing_input_path_is_an_input_error(spark, tmp_path):
