@@ -342,3 +342,13 @@ def test_first_seen_is_the_start_of_the_earliest_session(spark):
     )
 
     assertDataFrameEqual(first_seen_by_user(sessions), [Row(user_id="u1", first_seen=utc("2026-11-01T09:00:00"))])
+
+
+def test_sessionizing_shuffles_the_events_once_by_user(spark):
+    sessions = run(spark, ("u1", "e1", "2026-11-02T10:00:00"), ("u1", "e2", "2026-11-02T10:10:00"))
+
+    plan = sessions._jdf.queryExecution().executedPlan().toString()
+
+    # Dedup, the timeline windows and the grouping into sessions all reuse the one partitioning by user_id.
+    assert plan.count("Exchange hashpartitioning(user_id") == 1
+    assert plan.count("Exchange") == 1
