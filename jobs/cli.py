@@ -31,11 +31,12 @@ def _positive_int(text: str) -> int:
 
 
 def _build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", help="log debug lines, Spark's included")
     parser = argparse.ArgumentParser(prog="sessionlake", description="Sessionize user events into Delta tables.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug lines, Spark's included")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    run = commands.add_parser("run", help="sessionize a day or a range of days")
+    run = commands.add_parser("run", parents=[common], help="sessionize a day or a range of days")
     run.add_argument("--config", type=Path, required=True, help="the job's YAML config")
     run.add_argument("--date", type=_iso_date, help="one reporting day, YYYY-MM-DD")
     run.add_argument("--from", dest="first_day", type=_iso_date, help="first reporting day of a range")
@@ -44,7 +45,7 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--input-format", choices=[f.value for f in InputFormat], help="override input.format")
     run.add_argument("--output", help="override output.path")
 
-    sample = commands.add_parser("sample", help="generate sample events and sessionize them")
+    sample = commands.add_parser("sample", parents=[common], help="generate sample events and sessionize them")
     sample.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="config for the rules (default %(default)s)")
     sample.add_argument("--events", default="data/sample/events", help="where to write the events, replacing them")
     sample.add_argument("--output", default="data/sample/out", help="where to write the tables")
