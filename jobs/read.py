@@ -85,7 +85,9 @@ def _load(spark: SparkSession, spec: InputSpec, columns: list[str]) -> DataFrame
         return reader.load(spec.path)
     except AnalysisException as error:
         if "PATH_NOT_FOUND" in str(error) or "is not a Delta table" in str(error):
-            raise InputError(f"input.path {spec.path!r}: no {spec.format.value} input there") from None
+            raise InputError(
+                f"input.path {spec.path!r} does not exist or holds no {spec.format.value} input"
+            ) from None
         raise
 
 

@@ -273,7 +273,7 @@ def test_a_missing_input_path_is_a_clear_error(spark, job, capsys):
     root, config = job
 
     assert run(config, "--date", "2026-11-02") == 1
-    assert "no parquet input there" in capsys.readouterr().err
+    assert "does not exist or holds no parquet input" in capsys.readouterr().err
 
 
 def test_a_missing_column_is_named_with_the_columns_found(spark, job, capsys):

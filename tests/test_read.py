@@ -77,5 +77,5 @@ def test_a_partition_value_that_is_not_a_full_date_is_no_date(spark, tmp_path):
 
 
 def test_a_missing_input_path_is_an_input_error(spark, tmp_path):
-    with pytest.raises(InputError, match="no parquet input there"):
+    with pytest.raises(InputError, match="does not exist or holds no parquet input"):
         read_events(spark, InputSpec(path=str(tmp_path / "nope")), (), date(2026, 11, 2), date(2026, 11, 2))
