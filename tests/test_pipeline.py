@@ -184,6 +184,24 @@ def test_a_range_run_equals_the_same_days_run_one_by_one(spark, tmp_path):
     assert [r.session_number for r in sorted(outcomes["range"]["sessions"], key=lambda r: r.session_start)] == [1, 2, 1, 3]
 
 
+@pytest.mark.parametrize("partitioned", [True, False])
+def test_a_delta_table_input_gives_the_same_sessions_as_parquet(spark, tmp_path, partitioned):
+    rows = [r for r in MONDAY if r[0] is not None and r[3] is not None]
+    write_events(spark, tmp_path / "parquet", rows)
+    frame = spark.read.parquet(str(tmp_path / "parquet"))
+    writer = frame.write.format("delta").partitionBy("event_date") if partitioned else frame.write.format("delta")
+    writer.save(str(tmp_path / "delta"))
+    sessions = {}
+    for name in ("parquet", "delta"):
+        config = tmp_path / f"{name}.yaml"
+        config.write_text(f"input: {{path: {tmp_path / name}, format: {name}}}\noutput: {{path: {tmp_path / name}-out}}\n")
+        assert run(config, "--date", "2026-11-02") == 0
+        sessions[name] = spark.read.format("delta").load(str(tmp_path / f"{name}-out" / "sessions")).collect()
+
+    assert len(sessions["parquet"]) == 3
+    assertDataFrameEqual(sessions["delta"], sessions["parquet"])
+
+
 @pytest.mark.parametrize("fmt", ["json", "csv"])
 def test_text_inputs_with_iso_timestamps_give_the_same_sessions_as_parquet(spark, tmp_path, fmt):
     rows = [r for r in MONDAY if r[0] is not None and r[3] is not None]
