@@ -111,13 +111,10 @@ def _run(config: JobConfig, first_day: date, last_day: date) -> None:
 
 
 def _sample(config: JobConfig, users: int, first_day: date, days: int) -> None:
-    from jobs import pipeline
     from jobs.sample import generate_events, write_sample
     from jobs.spark_session import get_spark
 
-    spark = get_spark()
     last_day = first_day + timedelta(days=days - 1)
     log.info("writing %d users' sample events for %s..%s to %s", users, first_day, last_day, config.input.path)
-    write_sample(generate_events(spark, users=users, days=days, first_day=first_day), config.input.path)
-    pipeline.run(spark, config, first_day, last_day)
-    print(pipeline.summary(spark, config, first_day, last_day))
+    write_sample(generate_events(get_spark(), users=users, days=days, first_day=first_day), config.input.path)
+    _run(config, first_day, last_day)  # get_spark() hands back the same session

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -16,7 +15,7 @@ from jobs.metrics import ALL, Period, in_periods, kpis_by_period, periods_touche
 from jobs.read import InputError, partition_days, read_events, read_table
 from jobs.sessionize import first_seen_by_user, session_counts_before, sessionize, with_session_numbers
 from jobs.validate import to_quarantine, valid_events, with_reject_reason
-from jobs.write import merge_first_seen, replace_days, replace_kpis, replace_quarantine
+from jobs.write import merge_first_seen, replace_kpis, replace_quarantine, replace_sessions
 
 log = logging.getLogger(__name__)
 
@@ -65,15 +64,8 @@ def _is_owned_by_run(first_day: date, last_day: date) -> Column:
     return F.col("event_date").between(F.lit(first_day), F.lit(last_day)) | F.col("event_date").isNull()
 
 
-@dataclass(frozen=True)
-class RunResult:
-    run_id: str
-    first_day: date
-    last_day: date
-
-
-def run(spark: SparkSession, config: JobConfig, first_day: date, last_day: date) -> RunResult:
-    """Sessionize reporting days [first_day, last_day] and replace their rows in every output table."""
+def run(spark: SparkSession, config: JobConfig, first_day: date, last_day: date) -> str:
+    """Sessionize reporting days [first_day, last_day], replace their rows in every output table; the run id."""
     run_id = uuid.uuid4().hex
     rules = config.sessionization
     segments = config.reporting.segments
@@ -99,7 +91,7 @@ def run(spark: SparkSession, config: JobConfig, first_day: date, last_day: date)
         .where(F.col("session_date").between(F.lit(first_day), F.lit(last_day)))
         .transform(with_session_numbers, counts_before, segments)
     )
-    replace_days(sessions, sessions_path, "session_date", first_day, last_day, Table.SESSIONS)
+    replace_sessions(sessions, sessions_path, first_day, last_day)
 
     quarantine = (
         to_quarantine(checked.where(_is_owned_by_run(first_day, last_day)), run_id)
@@ -121,7 +113,7 @@ def run(spark: SparkSession, config: JobConfig, first_day: date, last_day: date)
     kpis = kpis_by_period(period_sessions, users, segments, timezone).where(in_periods(periods))
     replace_kpis(kpis, config.output.table_path(Table.KPIS), periods)
     log.info("run %s: done", run_id)
-    return RunResult(run_id, first_day, last_day)
+    return run_id
 
 
 def summary(spark: SparkSession, config: JobConfig, first_day: date, last_day: date) -> str:

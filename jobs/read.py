@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 from datetime import date
 
@@ -13,8 +12,6 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, StringType, StructField, StructType
 
 from jobs.config import InputFormat, InputSpec
-
-log = logging.getLogger(__name__)
 
 # The canonical event columns every later stage uses, in order; segments and event_date follow them.
 EVENT_COLUMNS = ("user_id", "event_id", "event_name", "event_ts")

@@ -17,8 +17,6 @@ UNPARSEABLE_EVENT_TS = "unparseable_event_ts"
 MISSING_EVENT_DATE = "missing_event_date"
 EVENT_DATE_MISMATCH = "event_date_mismatch"
 
-QUARANTINE_COLUMNS = ("event_date", "reject_reason", "raw_row", "run_id")
-
 # An ISO-8601 text timestamp's time of day may end in Z, UTC or a numeric offset; without one it is read as UTC.
 _ENDS_WITH_OFFSET = r"\d{2}:\d{2}(:\d{2}(\.\d+)?)?\s*(Z|UTC|[+-]\d{2}(:?\d{2})?)$"
 

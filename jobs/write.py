@@ -27,22 +27,22 @@ def _log_last_operation(spark: SparkSession, path: str, table: Table) -> None:
     log.info("%s: %s %s", table, last["operation"], shown)
 
 
-def replace_days(
-    frame: DataFrame, path: str, day_column: str, first_day: date, last_day: date, table: Table
-) -> None:
-    """Overwrite exactly the rows whose `day_column` lies in [first_day, last_day]; other days stay untouched.
-
-    The table is partitioned by `day_column`. Delta rejects any written row outside the range, and a rerun of
-    the same days replaces, never appends, so reruns are idempotent.
-    """
+def _replace_where(frame: DataFrame, path: str, predicate: str, partition_column: str, table: Table) -> None:
+    # Overwrite exactly the rows matching `predicate`: Delta rejects written rows outside it, and a rerun replaces
+    # rather than appends, so reruns are idempotent.
     (
         frame.write.format("delta")
         .mode("overwrite")
-        .option("replaceWhere", _between(day_column, first_day, last_day))
-        .partitionBy(day_column)
+        .option("replaceWhere", predicate)
+        .partitionBy(partition_column)
         .save(path)
     )
     _log_last_operation(frame.sparkSession, path, table)
+
+
+def replace_sessions(sessions: DataFrame, path: str, first_day: date, last_day: date) -> None:
+    """Overwrite exactly the sessions of session_date [first_day, last_day]; other days stay untouched."""
+    _replace_where(sessions, path, _between("session_date", first_day, last_day), "session_date", Table.SESSIONS)
 
 
 def replace_quarantine(quarantine: DataFrame, path: str, first_day: date, last_day: date) -> None:
@@ -51,14 +51,7 @@ def replace_quarantine(quarantine: DataFrame, path: str, first_day: date, last_d
     Every run reads the undated rows again, so each run replaces them: they are never duplicated.
     """
     predicate = f"({_between('event_date', first_day, last_day)}) OR event_date IS NULL"
-    (
-        quarantine.write.format("delta")
-        .mode("overwrite")
-        .option("replaceWhere", predicate)
-        .partitionBy("event_date")
-        .save(path)
-    )
-    _log_last_operation(quarantine.sparkSession, path, Table.QUARANTINE)
+    _replace_where(quarantine, path, predicate, "event_date", Table.QUARANTINE)
 
 
 def replace_kpis(kpis: DataFrame, path: str, periods: tuple[PeriodRange, ...]) -> None:
@@ -67,8 +60,7 @@ def replace_kpis(kpis: DataFrame, path: str, periods: tuple[PeriodRange, ...]) -
         f"(period = '{span.period.value}' AND {_between('period_start', span.first_start, span.last_start)})"
         for span in periods
     )
-    kpis.write.format("delta").mode("overwrite").option("replaceWhere", predicate).partitionBy("period").save(path)
-    _log_last_operation(kpis.sparkSession, path, Table.KPIS)
+    _replace_where(kpis, path, predicate, "period", Table.KPIS)
 
 
 def merge_first_seen(first_seen: DataFrame, path: str) -> None:
