@@ -11,6 +11,7 @@ from typing import Sequence
 
 from jobs.config import ConfigError, InputFormat, JobConfig, load_config
 from jobs.read import InputError
+from jobs.runs import ConflictError
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as error:
         print(f"sessionlake: error: {error}", file=sys.stderr)
         return 1
+    except ConflictError as error:
+        print(f"sessionlake: error: {error}", file=sys.stderr)
+        return 3
     return 0
 
 

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 # Segment names the job itself produces in the kpis table, so no input column may take them.
 RESERVED_SEGMENTS = frozenset({"all", "user_type"})
@@ -79,6 +79,8 @@ class InputSpec(_Frozen):
     path: str
     format: InputFormat = InputFormat.PARQUET
     columns: InputColumns = InputColumns()
+    # How many days back a run looks for input partitions that changed since they were processed (late data).
+    late_days: Annotated[int, Field(ge=0)] = 3
 
 
 class Sessionization(_Frozen):
@@ -115,6 +117,7 @@ class Table(StrEnum):
     KPIS = "kpis"
     USERS = "users"
     QUARANTINE = "quarantine"
+    RUNS = "runs"
 
 
 class OutputSpec(_Frozen):

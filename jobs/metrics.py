@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
 from datetime import date, timedelta
 from enum import StrEnum
 
@@ -16,7 +16,9 @@ USER_TYPE = "user_type"
 NEW_USER = "new"
 RETURNING_USER = "returning"
 
-KPI_COLUMNS = ("period", "period_start", "dimension", "dimension_value", "sessions", "users", "actions", "aps", "spu")
+KPI_COLUMNS = (
+    "period", "period_start", "dimension", "dimension_value", "sessions", "users", "actions", "aps", "spu", "is_complete"
+)
 
 
 class Period(StrEnum):
@@ -48,37 +50,43 @@ def _next_period_start(start: date, period: Period) -> date:
     return (start.replace(day=28) + timedelta(days=4)).replace(day=1)
 
 
-@dataclass(frozen=True)
-class PeriodRange:
-    """The periods of one kind whose start lies in [first_start, last_start]."""
-
-    period: Period
-    first_start: date
-    last_start: date
-
-    @property
-    def last_day(self) -> date:
-        """The last calendar day of the last period."""
-        return _next_period_start(self.last_start, self.period) - timedelta(days=1)
+# The kpis rows a run rewrites: for each period kind, the set of period starts.
+Periods = dict[Period, frozenset[date]]
 
 
-def periods_touched(first_day: date, last_day: date) -> tuple[PeriodRange, ...]:
-    """Every day, week and month that contains a day of [first_day, last_day]: the KPI rows a run recomputes."""
-    return tuple(
-        PeriodRange(period, _python_period_start(first_day, period), _python_period_start(last_day, period))
-        for period in Period
-    )
+def periods_of(days: Iterable[date]) -> Periods:
+    """Every day, week and month that contains one of `days`."""
+    days = list(days)
+    return {period: frozenset(_python_period_start(day, period) for day in days) for period in Period}
 
 
-def in_periods(periods: tuple[PeriodRange, ...]) -> Column:
+def days_of(period: Period, start: date) -> list[date]:
+    """The calendar days of the period that starts on `start`."""
+    end = _next_period_start(start, period)
+    return [start + timedelta(days=n) for n in range((end - start).days)]
+
+
+def complete_periods(periods: Periods, processed_days: set[date]) -> Periods:
+    """The periods in `periods` whose every day has been processed."""
+    return {
+        period: frozenset(start for start in starts if processed_days.issuperset(days_of(period, start)))
+        for period, starts in periods.items()
+    }
+
+
+def in_periods(periods: Periods) -> Column:
     """True for a kpis row that belongs to one of `periods`."""
     condition = F.lit(False)
-    for span in periods:
-        is_span = (F.col("period") == span.period.value) & F.col("period_start").between(
-            F.lit(span.first_start), F.lit(span.last_start)
-        )
-        condition = condition | is_span
+    for period, starts in periods.items():
+        if starts:
+            is_one = (F.col("period") == period.value) & F.col("period_start").isin([F.lit(s) for s in sorted(starts)])
+            condition = condition | is_one
     return condition
+
+
+def with_completeness(kpis: DataFrame, complete: Periods) -> DataFrame:
+    """Add is_complete: true when every day of the row's period has been processed."""
+    return kpis.withColumn("is_complete", in_periods(complete))
 
 
 def _period_rows(first_seen_day: Column) -> Column:
@@ -110,7 +118,8 @@ def kpis_by_period(sessions: DataFrame, users: DataFrame, segments: tuple[str, .
 
     Each session counts in the day, ISO week and month of its session_date. `users` is distinct users over the
     whole period and segment value (counted, never summed from days); aps = actions / sessions and
-    spu = sessions / users. `users` (user_id, first_seen) decides new versus returning.
+    spu = sessions / users. `users` (user_id, first_seen) decides new versus returning. is_complete is left to
+    `with_completeness`.
     """
     first_seen = users.select("user_id", local_date(F.col("first_seen"), timezone).alias("first_seen_day"))
     return (
@@ -130,5 +139,4 @@ def kpis_by_period(sessions: DataFrame, users: DataFrame, segments: tuple[str, .
         )
         .withColumn("aps", F.col("actions") / F.col("sessions"))
         .withColumn("spu", F.col("sessions") / F.col("users"))
-        .select(*KPI_COLUMNS)
     )

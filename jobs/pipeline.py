@@ -1,54 +1,245 @@
-"""Runs the stages in order: read -> validate -> sessionize -> write sessions/quarantine/users -> KPIs."""
+"""Plans a run's days, then per range of days: read -> validate -> sessionize -> write sessions, users,
+quarantine -> KPIs, with the runs ledger around each range."""
 
 from __future__ import annotations
 
 import logging
 import uuid
-from datetime import date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from datetime import date, timedelta
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.config import JobConfig, Table
-from jobs.metrics import ALL, Period, in_periods, kpis_by_period, periods_touched
-from jobs.read import InputError, partition_days, read_events, read_table
-from jobs.sessionize import first_seen_by_user, session_counts_before, sessionize, with_session_numbers
+from jobs.config import InputFormat, JobConfig, Table
+from jobs.incremental import (
+    NO_ANCHORS,
+    USER_SCHEMA,
+    anchor_fingerprint,
+    as_stored,
+    counts_before,
+    extended_anchors,
+    latest_sessions_before,
+    numbered,
+    renumbered_later,
+    resume_points,
+    session_schema,
+    user_updates,
+)
+from jobs.metrics import (
+    ALL,
+    Period,
+    complete_periods,
+    days_of,
+    in_periods,
+    kpis_by_period,
+    periods_of,
+    with_completeness,
+)
+from jobs.plan import (
+    DayState,
+    blocks,
+    changed_inputs,
+    days_after,
+    input_days,
+    input_dependencies,
+    input_fingerprint,
+    local_day,
+    required_partitions,
+    utc_span,
+)
+from jobs.read import InputError, partition_fingerprints, read_events, read_table, table_version, unpartitioned_days
+from jobs.runs import (
+    FAILED,
+    REPAIRED,
+    RUNNING,
+    SUCCEEDED,
+    ConflictError,
+    RunRecord,
+    active_runs,
+    is_alive,
+    needing_repair,
+    now,
+    processed_days,
+    to_frame,
+)
+from jobs.sessionize import sessionize
 from jobs.validate import to_quarantine, valid_events, with_reject_reason
-from jobs.write import merge_first_seen, replace_kpis, replace_quarantine, replace_sessions
+from jobs.write import (
+    append_run,
+    merge_users,
+    replace_kpis,
+    replace_quarantine,
+    replace_sessions,
+    update_run,
+    update_sessions,
+)
 
 log = logging.getLogger(__name__)
 
 
-def _utc_span(first_day: date, last_day: date, timezone: str) -> tuple[datetime, datetime]:
-    # The UTC instants [start, end) of reporting days [first_day, last_day]; DST days have 23 or 25 hours.
-    zone, utc = ZoneInfo(timezone), ZoneInfo("UTC")
-    start = datetime.combine(first_day, time(), zone).astimezone(utc)
-    end = datetime.combine(last_day + timedelta(days=1), time(), zone).astimezone(utc)
-    return start, end
+def run(spark: SparkSession, config: JobConfig, first_day: date, last_day: date) -> list[str]:
+    """Process reporting days [first_day, last_day], and every processed day that must follow; the run ids.
 
-
-def input_days(first_day: date, last_day: date, timezone: str, max_session_duration: timedelta) -> tuple[date, date]:
-    """The UTC input partitions a run of reporting days [first_day, last_day] reads.
-
-    They cover the run's days in the reporting zone, widened on both sides by max_session_duration: before,
-    so an event just after the first midnight is seen to continue a session begun the day before (that session
-    belongs to the earlier day, not to this run); after, so a session starting on last_day is complete.
+    Before the asked days come the days within input.late_days before first_day whose input changed since they were
+    processed; after each range come the processed days whose input or stored context it changed. Changed days
+    older than the window are logged and recorded, not processed.
     """
-    start, end = _utc_span(first_day, last_day, timezone)
-    return (start - max_session_duration).date(), (end + max_session_duration).date()
+    rules, timezone = config.sessionization, config.reporting.timezone
+    fingerprints = partition_fingerprints(spark, config.input)
+    processed = processed_days(read_table(spark, config.output.table_path(Table.RUNS)))
+    asked = {first_day + timedelta(days=n) for n in range((last_day - first_day).days + 1)}
+    changed = changed_inputs(processed, fingerprints, timezone, rules.max_session_duration)
+    window_start = first_day - timedelta(days=config.input.late_days)
+    late = {day for day in changed if window_start <= day < first_day}
+    left = tuple(day for day in changed if day < window_start or day > last_day)
+    if left:
+        log.warning(
+            "input changed for processed days %s, outside this run's late-data window (from %s): "
+            "run them with --from/--to", ", ".join(map(str, left)), window_start,
+        )
+    reasons = {day: "late input" for day in late} | {day: "requested" for day in asked}
+    run_ids = []
+    pending = set(reasons)
+    while pending:
+        step_first, step_last = blocks(pending)[0]
+        step_days = {step_first + timedelta(days=n) for n in range((step_last - step_first).days + 1)}
+        pending -= step_days
+        reason = "requested" if step_days & asked else reasons.get(step_first, "follows changed days")
+        record = _step(spark, config, step_first, step_last, (first_day, last_day), reason, fingerprints, left)
+        run_ids.append(record.run_id)
+        processed.update({state.day: state for state in record.day_states})
+        for day in days_after(step_last, timezone, rules.max_session_duration):
+            if day in processed and day not in pending and _is_stale(spark, config, processed[day], fingerprints):
+                log.info("day %s continues from days this run changed: processing it again", day)
+                pending.add(day)
+    return run_ids
 
 
-def required_partitions(first_day: date, last_day: date, timezone: str) -> list[date]:
-    """The UTC partition dates that reporting days [first_day, last_day] overlap: each must exist for a run."""
-    start, end = _utc_span(first_day, last_day, timezone)
-    last = (end - timedelta(microseconds=1)).date()
-    return [start.date() + timedelta(days=n) for n in range((last - start.date()).days + 1)]
+def _is_stale(spark: SparkSession, config: JobConfig, state: DayState, fingerprints: dict[date, str]) -> bool:
+    rules, timezone = config.sessionization, config.reporting.timezone
+    dependencies = input_dependencies(state.day, timezone, rules.max_session_duration)
+    return (
+        input_fingerprint(dependencies, fingerprints) != state.input_fingerprint
+        or _anchor_fingerprint(spark, config, state.day) != state.anchor_fingerprint
+    )
 
 
-def _require_every_day(events: DataFrame, config: JobConfig, first_day: date, last_day: date) -> None:
+def _anchor_window(config: JobConfig, first_day: date):
+    # A run continues from each user's latest stored session starting up to twice max_session_duration before it.
+    cap = config.sessionization.max_session_duration
+    first_instant, _ = utc_span(first_day, first_day, config.reporting.timezone)
+    return first_instant - 2 * cap, first_instant - cap, first_instant
+
+
+def _anchor_fingerprint(spark: SparkSession, config: JobConfig, day: date) -> str:
+    stored = read_table(spark, config.output.table_path(Table.SESSIONS))
+    if stored is None:
+        return NO_ANCHORS
+    since, _, until = _anchor_window(config, day)
+    window = stored.where(F.col("session_date").between(F.lit(local_day(since, config.reporting.timezone)), F.lit(day)))
+    return latest_sessions_before(window, since, until).agg(anchor_fingerprint().alias("fp")).first()["fp"]
+
+
+def _step(
+    spark: SparkSession,
+    config: JobConfig,
+    first_day: date,
+    last_day: date,
+    requested: tuple[date, date],
+    reason: str,
+    fingerprints: dict[date, str],
+    changed_left: tuple[date, ...],
+    pinned: tuple[int | None, int | None] | None = None,
+) -> RunRecord:
+    """Claim the output, process [first_day, last_day], record the outcome in runs; the finished record.
+
+    `pinned` (a repair) reads the stored tables at those versions; otherwise at their versions when the run starts,
+    after repairing any run that died or failed half way.
+    """
+    runs_path = config.output.table_path(Table.RUNS)
+    while True:
+        versions = pinned or (
+            table_version(spark, config.output.table_path(Table.SESSIONS)),
+            table_version(spark, config.output.table_path(Table.USERS)),
+        )
+        runs = read_table(spark, runs_path)
+        alive = [r for r in active_runs(runs) if is_alive(r)]
+        if alive and pinned is None:
+            raise ConflictError(_conflict_message(config, alive[0]))
+        broken = [r for r in active_runs(runs) if not is_alive(r)] + needing_repair(runs)
+        if pinned is not None or not broken:
+            break
+        for record in broken:
+            _repair(spark, config, record, fingerprints)
+    record = RunRecord(
+        run_id=uuid.uuid4().hex,
+        requested_first_day=requested[0],
+        requested_last_day=requested[1],
+        first_day=first_day,
+        last_day=last_day,
+        reason=reason,
+        status=RUNNING,
+        started_at=now(),
+        sessions_version=versions[0],
+        users_version=versions[1],
+        changed_days_not_processed=changed_left,
+    )
+    append_run(to_frame(spark, record), runs_path)
+    # Two runs that started together both see each other's row now: the older one goes on, the other stops.
+    older = [
+        r for r in active_runs(read_table(spark, runs_path))
+        if r.run_id != record.run_id and (r.started_at, r.run_id) < (record.started_at, record.run_id) and is_alive(r)
+    ]
+    if older and pinned is None:
+        update_run(to_frame(spark, record.finished(FAILED, message=_conflict_message(config, older[0]))), runs_path)
+        raise ConflictError(_conflict_message(config, older[0]))
+    log.info(
+        "run %s: days %s..%s (%s, %s), stored sessions v%s, users v%s",
+        record.run_id, first_day, last_day, config.reporting.timezone, reason, *versions,
+    )
+    progress = _Progress()
+    try:
+        finished = _process(spark, config, record, fingerprints, progress)
+    except BaseException as error:
+        failed = record.finished(FAILED, wrote_tables=progress.wrote_tables, message=f"{type(error).__name__}: {error}"[:2000])
+        update_run(to_frame(spark, failed), runs_path)
+        raise
+    update_run(to_frame(spark, finished), runs_path)
+    log.info("run %s: done", record.run_id)
+    return finished
+
+
+def _conflict_message(config: JobConfig, other: RunRecord) -> str:
+    return (
+        f"another run ({other.run_id}, days {other.first_day}..{other.last_day}, started {other.started_at:%Y-%m-%d %H:%M:%S} "
+        f"on {other.host}, pid {other.pid}) is writing to {config.output.path}; this run wrote nothing. "
+        "Run again when it has finished (a run that died is repaired by the next run)."
+    )
+
+
+def _repair(spark: SparkSession, config: JobConfig, broken: RunRecord, fingerprints: dict[date, str]) -> None:
+    # A run that died or failed half way left some tables written and others not. Running its days again from
+    # the stored versions it started from redoes every write it made or meant to make, each a replace or an
+    # update to absolute values, so the tables end as the run would have left them.
+    log.warning("run %s (days %s..%s) did not finish: repairing it", broken.run_id, broken.first_day, broken.last_day)
+    repair = _step(
+        spark, config, broken.first_day, broken.last_day,
+        (broken.requested_first_day, broken.requested_last_day), f"repairs {broken.run_id}",
+        fingerprints, broken.changed_days_not_processed, pinned=(broken.sessions_version, broken.users_version),
+    )
+    message = f"{broken.message or 'did not finish'}; repaired by {repair.run_id}"
+    update_run(to_frame(spark, broken.finished(REPAIRED, message=message)), config.output.table_path(Table.RUNS))
+
+
+class _Progress:
+    """Whether a run has written to any table yet: a run that fails after that must be repaired."""
+
+    wrote_tables = False
+
+
+def _require_every_day(present: set[date], config: JobConfig, first_day: date, last_day: date) -> None:
     # A run replaces its days in every table, so a day without input would silently erase what was stored.
-    present = partition_days(events, config.input.columns.event_date)
     required = required_partitions(first_day, last_day, config.reporting.timezone)
     missing = [day.isoformat() for day in required if day not in present]
     if missing:
@@ -58,67 +249,133 @@ def _require_every_day(events: DataFrame, config: JobConfig, first_day: date, la
         )
 
 
-def _is_owned_by_run(first_day: date, last_day: date) -> Column:
+def _is_owned_by_run(first_day: date, last_day: date):
     # A rejected row belongs to the run of its input partition, so reruns replace it exactly; undated rows
     # belong to every run, and each run replaces them.
     return F.col("event_date").between(F.lit(first_day), F.lit(last_day)) | F.col("event_date").isNull()
 
 
-def run(spark: SparkSession, config: JobConfig, first_day: date, last_day: date) -> str:
-    """Sessionize reporting days [first_day, last_day], replace their rows in every output table; the run id."""
-    run_id = uuid.uuid4().hex
-    rules = config.sessionization
-    segments = config.reporting.segments
-    timezone = config.reporting.timezone
+def _stored(spark: SparkSession, path: str, version: int | None, schema: str) -> DataFrame:
+    frame = read_table(spark, path, version) if version is not None else None
+    return frame if frame is not None else spark.createDataFrame([], schema)
+
+
+def _process(
+    spark: SparkSession, config: JobConfig, record: RunRecord, fingerprints: dict[date, str], progress: _Progress
+) -> RunRecord:
+    first_day, last_day = record.first_day, record.last_day
+    rules, segments, timezone = config.sessionization, config.reporting.segments, config.reporting.timezone
+    sessions_path, users_path = config.output.table_path(Table.SESSIONS), config.output.table_path(Table.USERS)
+    lookback_start, context_start, first_instant = _anchor_window(config, first_day)
     first_input, last_input = input_days(first_day, last_day, timezone, rules.max_session_duration)
-    log.info(
-        "run %s: days %s..%s (%s), reading input partitions %s..%s from %s",
-        run_id, first_day, last_day, timezone, first_input, last_input, config.input.path,
-    )
 
     events = read_events(spark, config.input, segments, first_input, last_input)
-    _require_every_day(events, config, first_day, last_day)
-    checked = events.transform(with_reject_reason)
-    sessions_path = config.output.table_path(Table.SESSIONS)
-    stored_sessions = read_table(spark, sessions_path)
-    counts_before = (
-        session_counts_before(stored_sessions, first_day)
-        if stored_sessions is not None
-        else spark.createDataFrame([], "user_id string, sessions_before long")
+    present = set(fingerprints) if fingerprints or config.input.format is not InputFormat.DELTA else unpartitioned_days(events)
+    _require_every_day(present, config, first_day, last_day)
+    reading, dedup = Observation("read"), Observation("dedup")
+    checked = events.transform(with_reject_reason).observe(
+        reading,
+        F.count(F.lit(1)).alias("rows"),
+        F.count(F.col("reject_reason")).alias("rejected"),
     )
-    sessions = (
-        sessionize(valid_events(checked), rules.inactivity_timeout, rules.max_session_duration, segments, timezone)
-        .where(F.col("session_date").between(F.lit(first_day), F.lit(last_day)))
-        .transform(with_session_numbers, counts_before, segments)
+
+    stored = _stored(spark, sessions_path, record.sessions_version, session_schema(segments))
+    users = _stored(spark, users_path, record.users_version, USER_SCHEMA)
+    lookback = stored.where(
+        F.col("session_date").between(F.lit(local_day(lookback_start, timezone)), F.lit(first_day - timedelta(days=1)))
     )
-    replace_sessions(sessions, sessions_path, first_day, last_day)
+    anchors = latest_sessions_before(lookback, lookback_start, first_instant)
+    new_sessions = sessionize(
+        valid_events(checked), rules.inactivity_timeout, rules.max_session_duration, segments, timezone,
+        resume_points(anchors, context_start, first_instant), dedup,
+    )
+    stored_from = stored.where(F.col("session_date") >= F.lit(first_day))
+    old_run_sessions = stored_from.where(F.col("session_date") <= F.lit(last_day))
+    later = stored_from.where(F.col("session_date") > F.lit(last_day))
+    before = counts_before(users, stored_from)
+    in_run = F.col("session_date").between(F.lit(first_day), F.lit(last_day))
+    owned = (
+        numbered(new_sessions.where(in_run), before).transform(as_stored, segments)
+        .unionByName(extended_anchors(new_sessions, anchors, context_start).transform(as_stored, segments))
+        .persist(StorageLevel.MEMORY_AND_DISK)  # written in two places; sessionizing twice would cost twice
+    )
+    try:
+        run_sessions = owned.where(in_run)
+        progress.wrote_tables = True
+        sessions_written = replace_sessions(run_sessions, sessions_path, first_day, last_day)
+        changed = owned.where(~in_run).unionByName(
+            renumbered_later(later, before, run_sessions).transform(as_stored, segments)
+        )
+        if not changed.isEmpty():
+            update_sessions(changed, sessions_path, local_day(context_start, timezone))
+
+        updates = user_updates(users, old_run_sessions, run_sessions, later, first_instant)
+        first_seen_days = _changed_first_seen_days(updates, users, timezone)
+        merge_users(updates, users_path)
+        extended_days = {row["session_date"] for row in owned.where(~in_run).select("session_date").distinct().collect()}
+    finally:
+        owned.unpersist()
 
     quarantine = (
-        to_quarantine(checked.where(_is_owned_by_run(first_day, last_day)), run_id)
+        to_quarantine(checked.where(_is_owned_by_run(first_day, last_day)), record.run_id)
         .repartition("event_date")  # few rows: one file per day instead of one per input task and day
     )
-    replace_quarantine(quarantine, config.output.table_path(Table.QUARANTINE), first_day, last_day)
+    rows_quarantined = replace_quarantine(quarantine, config.output.table_path(Table.QUARANTINE), first_day, last_day)
 
-    # Later stages read the sessions back from Delta instead of recomputing them from the events.
-    stored_sessions = read_table(spark, sessions_path)
-    run_sessions = stored_sessions.where(F.col("session_date").between(F.lit(first_day), F.lit(last_day)))
-    users_path = config.output.table_path(Table.USERS)
-    merge_first_seen(first_seen_by_user(run_sessions), users_path)
-
-    periods = periods_touched(first_day, last_day)
-    kpi_first_day = min(span.first_start for span in periods)
-    kpi_last_day = max(span.last_day for span in periods)
-    period_sessions = stored_sessions.where(F.col("session_date").between(F.lit(kpi_first_day), F.lit(kpi_last_day)))
-    users = read_table(spark, users_path)
-    kpis = kpis_by_period(period_sessions, users, segments, timezone).where(in_periods(periods))
+    run_days = {first_day + timedelta(days=n) for n in range((last_day - first_day).days + 1)}
+    periods = periods_of(run_days | extended_days | first_seen_days)
+    period_days = {day for period, starts in periods.items() for start in starts for day in days_of(period, start)}
+    processed = set(processed_days(read_table(spark, config.output.table_path(Table.RUNS)))) | run_days
+    current = read_table(spark, sessions_path).where(F.col("session_date").isin(sorted(period_days)))
+    kpis = (
+        kpis_by_period(current, read_table(spark, users_path), segments, timezone)
+        .where(in_periods(periods))
+        .transform(with_completeness, complete_periods(periods, processed))
+    )
     replace_kpis(kpis, config.output.table_path(Table.KPIS), periods)
-    log.info("run %s: done", run_id)
-    return run_id
+
+    read_counts, kept = reading.get, dedup.get
+    day_states = tuple(
+        DayState(
+            day,
+            input_fingerprint(input_dependencies(day, timezone, rules.max_session_duration), fingerprints),
+            _anchor_fingerprint(spark, config, day),
+        )
+        for day in sorted(run_days)
+    )
+    return record.finished(
+        SUCCEEDED,
+        wrote_tables=True,
+        partitions_read=tuple(sorted(d for d in present if first_input <= d <= last_input)),
+        rows_read=read_counts["rows"],
+        rows_deduplicated=read_counts["rows"] - read_counts["rejected"] - kept["kept"],
+        rows_quarantined=rows_quarantined,
+        sessions_written=sessions_written,
+        day_states=day_states,
+    )
+
+
+def _changed_first_seen_days(updates: DataFrame, users: DataFrame, timezone: str) -> set[date]:
+    # Where a user's first session moves, new and returning change in the periods it leaves and enters.
+    def day_of(column: str):
+        return F.to_date(F.from_utc_timestamp(F.col(column), timezone))
+
+    rows = (
+        updates.alias("new")
+        .join(users.alias("old"), on="user_id", how="left")
+        .where(~F.col("new.first_seen").eqNullSafe(F.col("old.first_seen")))
+        .select(F.array(day_of("new.first_seen"), day_of("old.first_seen")).alias("days"))
+        .select(F.explode("days").alias("day"))
+        .where(F.col("day").isNotNull())
+        .distinct()
+        .collect()  # one row per day
+    )
+    return {row["day"] for row in rows}
 
 
 def summary(spark: SparkSession, config: JobConfig, first_day: date, last_day: date) -> str:
     """A short text report of the run's KPI rows (dimension `all`) and quarantined rows by reason."""
-    periods = periods_touched(first_day, last_day)
+    periods = periods_of(first_day + timedelta(days=n) for n in range((last_day - first_day).days + 1))
     kpi_rows = (
         read_table(spark, config.output.table_path(Table.KPIS))
         .where(in_periods(periods) & (F.col("dimension") == ALL))
@@ -131,9 +388,10 @@ def summary(spark: SparkSession, config: JobConfig, first_day: date, last_day: d
         f"{'period':<6} {'start':<10} {'sessions':>10} {'users':>8} {'actions':>11} {'APS':>7} {'SPU':>6}",
     ]
     for row in kpi_rows:
+        partial = "" if row["is_complete"] else "  (incomplete)"
         lines.append(
             f"{row['period']:<6} {row['period_start'].isoformat():<10} {row['sessions']:>10,} {row['users']:>8,}"
-            f" {row['actions']:>11,} {row['aps']:>7.2f} {row['spu']:>6.2f}"
+            f" {row['actions']:>11,} {row['aps']:>7.2f} {row['spu']:>6.2f}{partial}"
         )
     quarantine = read_table(spark, config.output.table_path(Table.QUARANTINE))
     if quarantine is not None:

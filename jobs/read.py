@@ -96,22 +96,63 @@ def _require_columns(source: DataFrame, spec: InputSpec, required: list[str]) ->
         )
 
 
-def partition_days(events: DataFrame, partition_column: str) -> set[date]:
-    """The partition dates the input of `events` (from `read_events`) has files for, from the listing, not the data.
+def partition_fingerprints(spark: SparkSession, spec: InputSpec) -> dict[date, str]:
+    """Per input partition date: a fingerprint of its files that changes when a file is added, replaced or removed.
 
-    Falls back to a query of the distinct dates for a Delta input not partitioned by `partition_column`.
+    Read from the file listing, never the data: paths, sizes and modification times for parquet, JSON and CSV; the
+    active file paths for Delta (Delta never rewrites a file in place). A Delta input not partitioned by the
+    date column has no per-day files: see `unpartitioned_days`.
     """
-    folder = re.compile(rf"/{re.escape(partition_column)}=(\d{{4}}-\d{{2}}-\d{{2}})/")
-    files = events.inputFiles()
-    found = [match.group(1) for match in map(folder.search, files) if match]
-    if files and not found:
-        rows = events.select("event_date").distinct().collect()  # one row per date: a tiny result
-        return {row["event_date"] for row in rows if row["event_date"]}
-    return {date.fromisoformat(text) for text in set(found)}
+    folder = rf"/{re.escape(spec.columns.event_date)}=(\d{{4}}-\d{{2}}-\d{{2}})/"
+    if spec.format is InputFormat.DELTA:
+        paths = _load(spark, spec, []).inputFiles()
+        files = spark.createDataFrame([(p, "", "") for p in paths], "path string, size string, modified string")
+    else:
+        files = _list_files(spark, spec)
+    rows = (
+        files
+        .withColumn("day", F.regexp_extract("path", folder, 1))
+        .where(F.col("day") != "")
+        .groupBy("day")
+        .agg(F.array_sort(F.collect_list(F.concat_ws("|", "path", "size", "modified"))).alias("files"))
+        .select("day", F.sha2(F.concat_ws(",", "files"), 256).alias("fingerprint"))
+        .collect()  # one row per partition folder
+    )
+    return {date.fromisoformat(row["day"]): row["fingerprint"] for row in rows}
 
 
-def read_table(spark: SparkSession, path: str) -> DataFrame | None:
-    """The Delta table at `path`, or None when no table has been written there yet."""
+def _list_files(spark: SparkSession, spec: InputSpec) -> DataFrame:
+    # binaryFile lists the files like any file source; without its content column it reads no data.
+    try:
+        listing = spark.read.format("binaryFile").load(spec.path)
+    except AnalysisException as error:
+        if "PATH_NOT_FOUND" in str(error):
+            raise InputError(f"input.path {spec.path!r} does not exist or holds no {spec.format.value} input") from None
+        raise
+    return listing.select(
+        "path", F.col("length").cast("string").alias("size"), F.col("modificationTime").cast("string").alias("modified")
+    )
+
+
+def unpartitioned_days(events: DataFrame) -> set[date]:
+    """The event dates present in `events` (from read_events), by a query of the data: for an input whose files
+    are not in date folders (a Delta table not partitioned by the date column)."""
+    rows = events.select("event_date").distinct().collect()  # one row per date: a tiny result
+    return {row["event_date"] for row in rows if row["event_date"]}
+
+
+def read_table(spark: SparkSession, path: str, version: int | None = None) -> DataFrame | None:
+    """The Delta table at `path` (as of `version`, if given), or None when no table has been written there yet."""
     if not DeltaTable.isDeltaTable(spark, path):
         return None
-    return spark.read.format("delta").load(path)
+    reader = spark.read.format("delta")
+    if version is not None:
+        reader = reader.option("versionAsOf", version)
+    return reader.load(path)
+
+
+def table_version(spark: SparkSession, path: str) -> int | None:
+    """The latest version of the Delta table at `path`, or None when there is no table yet."""
+    if not DeltaTable.isDeltaTable(spark, path):
+        return None
+    return DeltaTable.forPath(spark, path).history(1).select("version").first()["version"]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 
-from pyspark.sql import Column, DataFrame, Window, WindowSpec
+from pyspark.sql import Column, DataFrame, Observation, Window, WindowSpec
 from pyspark.sql import functions as F
 
 from jobs.dates import local_date
@@ -192,47 +192,45 @@ def _segment_value(value: Column) -> Column:
     return F.when(F.trim(value) != "", value).otherwise(F.lit(UNKNOWN_SEGMENT))
 
 
+def resume_at(events: DataFrame, resume_points: DataFrame) -> DataFrame:
+    """Drop each user's events before their resume point (resume_points: user_id, resume_from); users without
+    one keep every event.
+
+    A resume point is a known session start (or an instant that must open a session): sessionizing the events from
+    there gives the same sessions after it as sessionizing the user's whole history.
+    """
+    return (
+        events
+        .join(resume_points, on="user_id", how="left")
+        .where(F.col("resume_from").isNull() | (F.col("event_ts") >= F.col("resume_from")))
+        .drop("resume_from")
+    )
+
+
 def sessionize(
     valid_events: DataFrame,
     inactivity_timeout: timedelta,
     max_session_duration: timedelta,
     segments: tuple[str, ...],
     timezone: str,
+    resume_points: DataFrame | None = None,
+    deduplication: Observation | None = None,
 ) -> DataFrame:
-    """Valid events in, one row per session out (SESSION_COLUMNS but session_number, then the segments)."""
+    """Valid events in, one row per session out (SESSION_COLUMNS but session_number, then the segments).
+
+    With `resume_points`, each user's events before their resume point are dropped after dedup (see resume_at).
+    `deduplication`, if given, observes `kept`: the events left after dedup, counted as the job runs.
+    """
+    by_user = valid_events.repartition("user_id")  # the one shuffle of events: every later step is keyed by user_id
+    deduplicated = by_user.transform(drop_duplicate_events, segments)
+    if deduplication is not None:
+        deduplicated = deduplicated.observe(deduplication, F.count(F.lit(1)).alias("kept"))
+    if resume_points is not None:
+        # Joined after the shuffle, so only the small resume_points frame moves; dedup first, so a copy before
+        # the resume point still hides a later copy, as it does when the whole history is sessionized.
+        deduplicated = deduplicated.transform(resume_at, resume_points)
     return (
-        valid_events
-        .repartition("user_id")  # the one shuffle: every later step is keyed by user_id
-        .transform(drop_duplicate_events, segments)
+        deduplicated
         .transform(with_bursts, inactivity_timeout, max_session_duration)
         .transform(to_sessions, max_session_duration, segments, timezone)
     )
-
-
-def session_counts_before(sessions: DataFrame, first_day: date) -> DataFrame:
-    """Per user, how many stored sessions start on a reporting day before `first_day`: user_id, sessions_before."""
-    return (
-        sessions
-        .where(F.col("session_date") < F.lit(first_day))
-        .groupBy("user_id")
-        .agg(F.count(F.lit(1)).alias("sessions_before"))
-    )
-
-
-def with_session_numbers(sessions: DataFrame, counts_before: DataFrame, segments: tuple[str, ...]) -> DataFrame:
-    """Add session_number: 1 for a user's first-ever session, counting on from the sessions stored before."""
-    by_start = Window.partitionBy("user_id").orderBy("session_start", "session_id")
-    return (
-        sessions
-        .join(counts_before, on="user_id", how="left")
-        .withColumn(
-            "session_number",
-            F.coalesce(F.col("sessions_before"), F.lit(0)) + F.row_number().over(by_start),
-        )
-        .select(*SESSION_COLUMNS, *segments)
-    )
-
-
-def first_seen_by_user(sessions: DataFrame) -> DataFrame:
-    """user_id, first_seen: the start of each user's earliest session in `sessions`."""
-    return sessions.groupBy("user_id").agg(F.min("session_start").alias("first_seen"))

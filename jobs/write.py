@@ -5,29 +5,52 @@ from __future__ import annotations
 import logging
 from datetime import date
 
+from delta.exceptions import (
+    ConcurrentAppendException,
+    ConcurrentDeleteDeleteException,
+    ConcurrentDeleteReadException,
+    ConcurrentTransactionException,
+    ConcurrentWriteException,
+    DeltaConcurrentModificationException,
+    MetadataChangedException,
+    ProtocolChangedException,
+)
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.config import Table
-from jobs.metrics import PeriodRange
+from jobs.metrics import Periods
 
 log = logging.getLogger(__name__)
+
+# Delta's commit conflicts: another writer committed something this transaction read or rewrote.
+CONFLICTS = (
+    DeltaConcurrentModificationException,
+    ConcurrentWriteException,
+    MetadataChangedException,
+    ProtocolChangedException,
+    ConcurrentAppendException,
+    ConcurrentDeleteReadException,
+    ConcurrentDeleteDeleteException,
+    ConcurrentTransactionException,
+)
 
 
 def _between(column: str, first: date, last: date) -> str:
     return f"{column} >= '{first.isoformat()}' AND {column} <= '{last.isoformat()}'"
 
 
-def _log_last_operation(spark: SparkSession, path: str, table: Table) -> None:
+def _log_last_operation(spark: SparkSession, path: str, table: Table) -> dict[str, str]:
     # Row counts come from Delta's own commit metrics, never from an extra count() of the data.
     last = DeltaTable.forPath(spark, path).history(1).select("operation", "operationMetrics").first()
     metrics = last["operationMetrics"] or {}
     shown = {k: v for k, v in metrics.items() if k.startswith("num") and "Rows" in k or k == "numFiles"}
     log.info("%s: %s %s", table, last["operation"], shown)
+    return metrics
 
 
-def _replace_where(frame: DataFrame, path: str, predicate: str, partition_column: str, table: Table) -> None:
+def _replace_where(frame: DataFrame, path: str, predicate: str, partition_column: str, table: Table) -> int:
     # Overwrite exactly the rows matching `predicate`: Delta rejects written rows outside it, and a rerun replaces
     # rather than appends, so reruns are idempotent.
     (
@@ -37,45 +60,96 @@ def _replace_where(frame: DataFrame, path: str, predicate: str, partition_column
         .partitionBy(partition_column)
         .save(path)
     )
-    _log_last_operation(frame.sparkSession, path, table)
+    return int(_log_last_operation(frame.sparkSession, path, table).get("numOutputRows", 0))
 
 
-def replace_sessions(sessions: DataFrame, path: str, first_day: date, last_day: date) -> None:
-    """Overwrite exactly the sessions of session_date [first_day, last_day]; other days stay untouched."""
-    _replace_where(sessions, path, _between("session_date", first_day, last_day), "session_date", Table.SESSIONS)
+def replace_sessions(sessions: DataFrame, path: str, first_day: date, last_day: date) -> int:
+    """Overwrite exactly the sessions of session_date [first_day, last_day]; other days stay untouched. Returns
+    the rows written."""
+    return _replace_where(sessions, path, _between("session_date", first_day, last_day), "session_date", Table.SESSIONS)
 
 
-def replace_quarantine(quarantine: DataFrame, path: str, first_day: date, last_day: date) -> None:
+def replace_quarantine(quarantine: DataFrame, path: str, first_day: date, last_day: date) -> int:
     """Overwrite the quarantine rows of partitions [first_day, last_day] and the undated ones (event_date null).
 
-    Every run reads the undated rows again, so each run replaces them: they are never duplicated.
+    Every run reads the undated rows again, so each run replaces them: they are never duplicated. Returns the rows
+    written.
     """
     predicate = f"({_between('event_date', first_day, last_day)}) OR event_date IS NULL"
-    _replace_where(quarantine, path, predicate, "event_date", Table.QUARANTINE)
+    return _replace_where(quarantine, path, predicate, "event_date", Table.QUARANTINE)
 
 
-def replace_kpis(kpis: DataFrame, path: str, periods: tuple[PeriodRange, ...]) -> None:
-    """Overwrite exactly the kpis rows of `periods` (each kind's range of period starts)."""
+def replace_kpis(kpis: DataFrame, path: str, periods: Periods) -> None:
+    """Overwrite exactly the kpis rows of `periods` (for each kind, a set of period starts)."""
     predicate = " OR ".join(
-        f"(period = '{span.period.value}' AND {_between('period_start', span.first_start, span.last_start)})"
-        for span in periods
+        f"(period = '{period.value}' AND period_start IN ({', '.join(repr(s.isoformat()) for s in sorted(starts))}))"
+        for period, starts in periods.items()
+        if starts
     )
     _replace_where(kpis, path, predicate, "period", Table.KPIS)
 
 
-def merge_first_seen(first_seen: DataFrame, path: str) -> None:
-    """Upsert users (user_id, first_seen), keeping each user's earliest first_seen across runs."""
-    spark = first_seen.sparkSession
+def update_sessions(changed: DataFrame, path: str, first_day: date) -> None:
+    """Update stored sessions (matched by session_id) to the rows of `changed`: extended anchors and renumbered
+    later sessions. Rows already equal are left alone, so a rerun rewrites no file; `first_day` is the earliest
+    session_date among `changed` (it prunes the partitions read)."""
+    spark = changed.sparkSession
+    differs = ~F.expr(" AND ".join(f"stored.`{c}` <=> run.`{c}`" for c in changed.columns))
+    (
+        DeltaTable.forPath(spark, path).alias("stored")
+        .merge(
+            changed.alias("run"),
+            (F.col("stored.session_date") >= F.lit(first_day)) & (F.col("stored.session_id") == F.col("run.session_id")),
+        )
+        .whenMatchedUpdateAll(condition=differs)
+        .execute()
+    )
+    _log_last_operation(spark, path, Table.SESSIONS)
+
+
+def merge_users(updates: DataFrame, path: str) -> None:
+    """Set each updated user's first_seen and sessions; a user left with no sessions is deleted."""
+    spark = updates.sparkSession
     if not DeltaTable.isDeltaTable(spark, path):
-        first_seen.write.format("delta").mode("overwrite").save(path)
+        updates.where(F.col("sessions") > 0).write.format("delta").mode("overwrite").save(path)
     else:
-        same_user = F.col("stored.user_id") == F.col("run.user_id")
-        earlier = F.col("run.first_seen") < F.col("stored.first_seen")
+        gone = F.col("run.sessions") == 0
+        changed = ~F.col("stored.first_seen").eqNullSafe(F.col("run.first_seen")) | (
+            F.col("stored.sessions") != F.col("run.sessions")
+        )
         (
             DeltaTable.forPath(spark, path).alias("stored")
-            .merge(first_seen.alias("run"), same_user)
-            .whenMatchedUpdate(condition=earlier, set={"first_seen": F.col("run.first_seen")})
-            .whenNotMatchedInsertAll()
+            .merge(updates.alias("run"), F.col("stored.user_id") == F.col("run.user_id"))
+            .whenMatchedDelete(condition=gone)
+            .whenMatchedUpdate(condition=changed, set={"first_seen": "run.first_seen", "sessions": "run.sessions"})
+            .whenNotMatchedInsertAll(condition=~gone)
             .execute()
         )
     _log_last_operation(spark, path, Table.USERS)
+
+
+def append_run(record: DataFrame, path: str) -> None:
+    """Add a runs row. A blind append never conflicts with another run's append."""
+    record.write.format("delta").mode("append").save(path)
+
+
+def update_run(record: DataFrame, path: str, attempts: int = 5) -> None:
+    """Replace the runs row of record's run_id with `record`.
+
+    Another run's append can land while this MERGE reads the table; Delta then refuses the commit, and the MERGE is
+    simply retried, since it sets absolute values.
+    """
+    spark = record.sparkSession
+    for attempt in range(1, attempts + 1):
+        try:
+            (
+                DeltaTable.forPath(spark, path).alias("stored")
+                .merge(record.alias("run"), F.col("stored.run_id") == F.col("run.run_id"))
+                .whenMatchedUpdateAll()
+                .execute()
+            )
+            return
+        except CONFLICTS:
+            if attempt == attempts:
+                raise
+            log.info("runs: concurrent commit, retrying the update of %s", record.first()["run_id"])

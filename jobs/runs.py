@@ -1,0 +1,137 @@
+"""The runs ledger: one row per run (a contiguous range of days), what it read and wrote, and what it left.
+
+It is also the job's memory across runs: which days have been processed, from which input and stored state
+(DayState), and which run is writing now (the output's lock).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field, fields, replace
+from datetime import date, datetime, timedelta, timezone
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
+
+from jobs.plan import DayState
+
+RUNS_SCHEMA = (
+    "run_id string, requested_first_day date, requested_last_day date, first_day date, last_day date, "
+    "reason string, status string, started_at timestamp, ended_at timestamp, host string, pid long, "
+    "sessions_version long, users_version long, wrote_tables boolean, partitions_read array<date>, "
+    "rows_read long, rows_deduplicated long, rows_quarantined long, sessions_written long, "
+    "day_states array<struct<day: date, input_fingerprint: string, anchor_fingerprint: string>>, "
+    "changed_days_not_processed array<date>, message string"
+)
+
+RUNNING, SUCCEEDED, FAILED, REPAIRED = "running", "succeeded", "failed", "repaired"
+
+class ConflictError(RuntimeError):
+    """Another run is writing to the same output; this one wrote nothing."""
+
+
+# A run still marked running this long after it started is taken to be dead, even on another host.
+DEAD_AFTER = timedelta(hours=12)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One runs row. Versions are the stored tables' versions the run reads from (None: no table yet)."""
+
+    run_id: str
+    requested_first_day: date
+    requested_last_day: date
+    first_day: date
+    last_day: date
+    reason: str
+    status: str
+    started_at: datetime
+    sessions_version: int | None
+    users_version: int | None
+    host: str = field(default_factory=socket.gethostname)
+    pid: int = field(default_factory=os.getpid)
+    ended_at: datetime | None = None
+    wrote_tables: bool = False
+    partitions_read: tuple[date, ...] = ()
+    rows_read: int | None = None
+    rows_deduplicated: int | None = None
+    rows_quarantined: int | None = None
+    sessions_written: int | None = None
+    day_states: tuple[DayState, ...] = ()
+    changed_days_not_processed: tuple[date, ...] = ()
+    message: str | None = None
+
+    def finished(self, status: str, **changes) -> RunRecord:
+        return replace(self, status=status, ended_at=now(), **changes)
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def to_frame(spark: SparkSession, record: RunRecord) -> DataFrame:
+    """The record as a one-row frame with RUNS_SCHEMA."""
+    values = {f.name: getattr(record, f.name) for f in fields(RunRecord)}
+    values["partitions_read"] = list(record.partitions_read)
+    values["changed_days_not_processed"] = list(record.changed_days_not_processed)
+    values["day_states"] = [(s.day, s.input_fingerprint, s.anchor_fingerprint) for s in record.day_states]
+    schema = StructType.fromDDL(RUNS_SCHEMA)
+    return spark.createDataFrame([tuple(values[name] for name in schema.fieldNames())], schema)
+
+
+def from_row(row) -> RunRecord:
+    values = row.asDict()
+    values["partitions_read"] = tuple(values["partitions_read"] or ())
+    values["changed_days_not_processed"] = tuple(values["changed_days_not_processed"] or ())
+    values["day_states"] = tuple(DayState(*s) for s in values["day_states"] or ())
+    return RunRecord(**values)
+
+
+def processed_days(runs: DataFrame | None) -> dict[date, DayState]:
+    """Each processed day's state at its latest successful run."""
+    if runs is None:
+        return {}
+    latest = (
+        runs.where(F.col("status") == SUCCEEDED)
+        .select("ended_at", F.explode("day_states").alias("state"))
+        .groupBy(F.col("state.day").alias("day"))
+        .agg(F.max_by("state", "ended_at").alias("state"))
+        .collect()  # one row per processed day
+    )
+    return {row["day"]: DayState(*row["state"]) for row in latest}
+
+
+def active_runs(runs: DataFrame | None) -> list[RunRecord]:
+    """Runs marked running, oldest first (ties by run_id)."""
+    if runs is None:
+        return []
+    rows = runs.where(F.col("status") == RUNNING).orderBy("started_at", "run_id").collect()  # a few rows
+    return [from_row(row) for row in rows]
+
+
+def needing_repair(runs: DataFrame | None) -> list[RunRecord]:
+    """Runs that failed after writing and were not repaired since, oldest first."""
+    if runs is None:
+        return []
+    rows = (
+        runs.where((F.col("status") == FAILED) & F.col("wrote_tables"))
+        .orderBy("started_at", "run_id")
+        .collect()  # a few rows
+    )
+    return [from_row(row) for row in rows]
+
+
+def is_alive(record: RunRecord) -> bool:
+    """Whether a running run may still be writing: its process exists (same host), or it started recently."""
+    started = record.started_at if record.started_at.tzinfo else record.started_at.replace(tzinfo=timezone.utc)
+    if record.host == socket.gethostname():
+        try:
+            os.kill(record.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return now() - started < DEAD_AFTER
