@@ -58,6 +58,7 @@ from jobs.runs import (
     RunRecord,
     active_runs,
     is_alive,
+    load_runs,
     needing_repair,
     now,
     processed_days,
@@ -87,7 +88,7 @@ def run(spark: SparkSession, config: JobConfig, first_day: date, last_day: date)
     """
     rules, timezone = config.sessionization, config.reporting.timezone
     fingerprints = partition_fingerprints(spark, config.input)
-    processed = processed_days(read_table(spark, config.output.table_path(Table.RUNS)))
+    processed = processed_days(_runs(spark, config))
     asked = {first_day + timedelta(days=n) for n in range((last_day - first_day).days + 1)}
     changed = changed_inputs(processed, fingerprints, timezone, rules.max_session_duration)
     window_start = first_day - timedelta(days=config.input.late_days)
@@ -114,6 +115,10 @@ def run(spark: SparkSession, config: JobConfig, first_day: date, last_day: date)
                 log.info("day %s continues from days this run changed: processing it again", day)
                 pending.add(day)
     return run_ids
+
+
+def _runs(spark: SparkSession, config: JobConfig) -> list[RunRecord]:
+    return load_runs(read_table(spark, config.output.table_path(Table.RUNS)))
 
 
 def _is_stale(spark: SparkSession, config: JobConfig, state: DayState, fingerprints: dict[date, str]) -> bool:
@@ -163,7 +168,7 @@ def _step(
             table_version(spark, config.output.table_path(Table.SESSIONS)),
             table_version(spark, config.output.table_path(Table.USERS)),
         )
-        runs = read_table(spark, runs_path)
+        runs = _runs(spark, config)
         alive = [r for r in active_runs(runs) if is_alive(r)]
         if alive and pinned is None:
             raise ConflictError(_conflict_message(config, alive[0]))
@@ -188,7 +193,7 @@ def _step(
     append_run(to_frame(spark, record), runs_path)
     # Two runs that started together both see each other's row now: the older one goes on, the other stops.
     older = [
-        r for r in active_runs(read_table(spark, runs_path))
+        r for r in active_runs(_runs(spark, config))
         if r.run_id != record.run_id and (r.started_at, r.run_id) < (record.started_at, record.run_id) and is_alive(r)
     ]
     if older and pinned is None:
@@ -325,7 +330,7 @@ def _process(
     run_days = {first_day + timedelta(days=n) for n in range((last_day - first_day).days + 1)}
     periods = periods_of(run_days | extended_days | first_seen_days)
     period_days = {day for period, starts in periods.items() for start in starts for day in days_of(period, start)}
-    processed = set(processed_days(read_table(spark, config.output.table_path(Table.RUNS)))) | run_days
+    processed = set(processed_days(_runs(spark, config))) | run_days
     current = read_table(spark, sessions_path).where(F.col("session_date").isin(sorted(period_days)))
     kpis = (
         kpis_by_period(current, read_table(spark, users_path), segments, timezone)

@@ -89,38 +89,27 @@ def from_row(row) -> RunRecord:
     return RunRecord(**values)
 
 
-def processed_days(runs: DataFrame | None) -> dict[date, DayState]:
+def load_runs(runs: DataFrame | None) -> list[RunRecord]:
+    """Every runs row, oldest first: one row per run, so a small list even after years of daily runs."""
+    if runs is None:
+        return []
+    return [from_row(row) for row in runs.orderBy("started_at", "run_id").collect()]
+
+
+def processed_days(runs: list[RunRecord]) -> dict[date, DayState]:
     """Each processed day's state at its latest successful run."""
-    if runs is None:
-        return {}
-    latest = (
-        runs.where(F.col("status") == SUCCEEDED)
-        .select("ended_at", F.explode("day_states").alias("state"))
-        .groupBy(F.col("state.day").alias("day"))
-        .agg(F.max_by("state", "ended_at").alias("state"))
-        .collect()  # one row per processed day
-    )
-    return {row["day"]: DayState(*row["state"]) for row in latest}
+    done = sorted((r for r in runs if r.status == SUCCEEDED), key=lambda r: r.ended_at)
+    return {state.day: state for record in done for state in record.day_states}
 
 
-def active_runs(runs: DataFrame | None) -> list[RunRecord]:
-    """Runs marked running, oldest first (ties by run_id)."""
-    if runs is None:
-        return []
-    rows = runs.where(F.col("status") == RUNNING).orderBy("started_at", "run_id").collect()  # a few rows
-    return [from_row(row) for row in rows]
+def active_runs(runs: list[RunRecord]) -> list[RunRecord]:
+    """Runs marked running, oldest first."""
+    return [r for r in runs if r.status == RUNNING]
 
 
-def needing_repair(runs: DataFrame | None) -> list[RunRecord]:
+def needing_repair(runs: list[RunRecord]) -> list[RunRecord]:
     """Runs that failed after writing and were not repaired since, oldest first."""
-    if runs is None:
-        return []
-    rows = (
-        runs.where((F.col("status") == FAILED) & F.col("wrote_tables"))
-        .orderBy("started_at", "run_id")
-        .collect()  # a few rows
-    )
-    return [from_row(row) for row in rows]
+    return [r for r in runs if r.status == FAILED and r.wrote_tables]
 
 
 def is_alive(record: RunRecord) -> bool:

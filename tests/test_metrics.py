@@ -1,10 +1,10 @@
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 from pyspark.sql import Row
 from pyspark.testing import assertDataFrameEqual
 
-from jobs.metrics import Period, in_periods, kpis_by_period, periods_touched
+from jobs.metrics import Period, complete_periods, in_periods, kpis_by_period, periods_of
 from tests.helpers import utc
 
 SESSIONS = "user_id string, actions long, session_date date, platform string"
@@ -132,15 +132,27 @@ def test_new_versus_returning_uses_the_first_session_date_in_the_reporting_time_
     assert row(frame, "day", MON, "user_type", "new").sessions == 1
 
 
-def test_a_run_touches_its_days_and_every_week_and_month_containing_one(spark):
-    touched = {span.period: (span.first_start, span.last_start, span.last_day)
-               for span in periods_touched(date(2026, 11, 29), date(2026, 12, 2))}
+def test_a_run_touches_its_days_and_every_week_and_month_containing_one():
+    touched = periods_of([date(2026, 11, 29), date(2026, 11, 30), date(2026, 12, 2)])
 
     assert touched == {
-        Period.DAY: (date(2026, 11, 29), date(2026, 12, 2), date(2026, 12, 2)),
-        Period.WEEK: (date(2026, 11, 23), date(2026, 11, 30), date(2026, 12, 6)),
-        Period.MONTH: (date(2026, 11, 1), date(2026, 12, 1), date(2026, 12, 31)),
+        Period.DAY: {date(2026, 11, 29), date(2026, 11, 30), date(2026, 12, 2)},
+        Period.WEEK: {date(2026, 11, 23), date(2026, 11, 30)},
+        Period.MONTH: {date(2026, 11, 1), date(2026, 12, 1)},
     }
+
+
+def test_a_period_is_complete_only_when_every_one_of_its_days_is_processed():
+    # Week of Mon 2 Nov: Mon-Sat processed, Sunday 8 Nov not; month November: only 2-7 Nov processed.
+    processed = {date(2026, 11, 2) + timedelta(days=n) for n in range(6)}
+    periods = periods_of([date(2026, 11, 2), date(2026, 11, 7)])
+
+    assert complete_periods(periods, processed) == {
+        Period.DAY: {date(2026, 11, 2), date(2026, 11, 7)},
+        Period.WEEK: set(),
+        Period.MONTH: set(),
+    }
+    assert complete_periods(periods, processed | {date(2026, 11, 8)})[Period.WEEK] == {date(2026, 11, 2)}
 
 
 def test_in_periods_keeps_only_the_touched_rows(spark):
@@ -150,7 +162,7 @@ def test_in_periods_keeps_only_the_touched_rows(spark):
         "period string, period_start date",
     )
 
-    kept = rows.where(in_periods(periods_touched(MON, TUE)))
+    kept = rows.where(in_periods(periods_of([MON, TUE])))
 
     assertDataFrameEqual(
         kept,

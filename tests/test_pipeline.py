@@ -10,7 +10,7 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from jobs.cli import main
-from jobs.pipeline import input_days, required_partitions
+from jobs.plan import input_days, required_partitions
 from tests.helpers import utc
 
 EVENTS = "user_id string, event_id string, event_name string, event_ts timestamp, platform string, country string"

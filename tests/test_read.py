@@ -5,7 +5,7 @@ from pyspark.sql import Row
 from pyspark.testing import assertDataFrameEqual
 
 from jobs.config import InputSpec
-from jobs.read import InputError, partition_days, read_events
+from jobs.read import InputError, partition_fingerprints, read_events
 from tests.helpers import utc
 
 
@@ -43,7 +43,7 @@ def test_only_partitions_in_the_range_and_undated_ones_are_read(spark, tmp_path)
     assert sorted(r["event_id"] for r in events.collect()) == ["e2", "e4"]
 
 
-def test_partition_days_come_from_the_file_listing(spark, tmp_path):
+def test_partition_fingerprints_come_from_the_file_listing_and_change_with_a_new_file(spark, tmp_path):
     schema = "user_id string, event_id string, event_name string, event_ts timestamp, event_date date"
     write_parquet(
         spark, tmp_path,
@@ -52,10 +52,17 @@ def test_partition_days_come_from_the_file_listing(spark, tmp_path):
          ("u1", "e4", "view", None, None)],
         schema,
     )
+    spec = InputSpec(path=str(tmp_path / "events"))
+    before = partition_fingerprints(spark, spec)
 
-    events = read_events(spark, InputSpec(path=str(tmp_path / "events")), (), date(2026, 11, 2), date(2026, 11, 2))
+    late_file = spark.createDataFrame([("u2", "e5", "view", utc("2026-11-03T11:00:00"), date(2026, 11, 3))], schema)
+    late_file.write.mode("append").partitionBy("event_date").parquet(str(tmp_path / "events"))
+    after = partition_fingerprints(spark, spec)
 
-    assert partition_days(events, "event_date") == {date(2026, 11, 1), date(2026, 11, 3)}
+    # The undated folder (event_date=__HIVE_DEFAULT_PARTITION__) is not a partition date.
+    assert set(before) == set(after) == {date(2026, 11, 1), date(2026, 11, 3)}
+    assert after[date(2026, 11, 1)] == before[date(2026, 11, 1)]
+    assert after[date(2026, 11, 3)] != before[date(2026, 11, 3)]
 
 
 def test_a_partition_value_that_is_not_a_full_date_is_no_date(spark, tmp_path):

@@ -6,11 +6,8 @@ from pyspark.testing import assertDataFrameEqual
 
 from jobs.sessionize import (
     drop_duplicate_events,
-    first_seen_by_user,
-    session_counts_before,
     sessionize,
     with_bursts,
-    with_session_numbers,
 )
 from tests.helpers import utc
 
@@ -310,38 +307,6 @@ def test_reporting_days_follow_daylight_saving_time(spark):
         [Row(user_id="u1", session_date=date(2026, 3, 28)), Row(user_id="u2", session_date=date(2026, 3, 29)),
          Row(user_id="u3", session_date=date(2026, 3, 29)), Row(user_id="u4", session_date=date(2026, 3, 30))],
     )
-
-
-def test_session_numbers_start_at_one_and_continue_from_stored_sessions(spark):
-    sessions = run(
-        spark,
-        ("u1", "e1", "2026-11-02T10:00:00"),
-        ("u1", "e2", "2026-11-02T12:00:00"),
-        ("u2", "e3", "2026-11-02T10:00:00"),
-    )
-    stored = spark.createDataFrame(
-        [("u2", date(2026, 10, 30)), ("u2", date(2026, 11, 1)), ("u2", date(2026, 11, 2))],
-        "user_id string, session_date date",
-    )
-
-    numbered = with_session_numbers(sessions, session_counts_before(stored, date(2026, 11, 2)), SEGMENTS)
-
-    # u2's stored session on 2 Nov is the one being replaced, so only the two before count.
-    assertDataFrameEqual(
-        numbered.select("user_id", "session_start", "session_number"),
-        [Row(user_id="u1", session_start=utc("2026-11-02T10:00:00"), session_number=1),
-         Row(user_id="u1", session_start=utc("2026-11-02T12:00:00"), session_number=2),
-         Row(user_id="u2", session_start=utc("2026-11-02T10:00:00"), session_number=3)],
-    )
-
-
-def test_first_seen_is_the_start_of_the_earliest_session(spark):
-    sessions = spark.createDataFrame(
-        [("u1", utc("2026-11-02T12:00:00")), ("u1", utc("2026-11-01T09:00:00"))],
-        "user_id string, session_start timestamp",
-    )
-
-    assertDataFrameEqual(first_seen_by_user(sessions), [Row(user_id="u1", first_seen=utc("2026-11-01T09:00:00"))])
 
 
 def test_sessionizing_shuffles_the_events_once_by_user(spark):
