@@ -205,7 +205,7 @@ def _step(
     )
     progress = _Progress()
     try:
-        finished = _process(spark, config, record, fingerprints, progress)
+        finished = _process(spark, config, record, fingerprints, set(processed_days(runs)), progress)
     except BaseException as error:
         failed = record.finished(FAILED, wrote_tables=progress.wrote_tables, message=f"{type(error).__name__}: {error}"[:2000])
         update_run(to_frame(spark, failed), runs_path)
@@ -266,7 +266,12 @@ def _stored(spark: SparkSession, path: str, version: int | None, schema: str) ->
 
 
 def _process(
-    spark: SparkSession, config: JobConfig, record: RunRecord, fingerprints: dict[date, str], progress: _Progress
+    spark: SparkSession,
+    config: JobConfig,
+    record: RunRecord,
+    fingerprints: dict[date, str],
+    processed_before: set[date],
+    progress: _Progress,
 ) -> RunRecord:
     first_day, last_day = record.first_day, record.last_day
     rules, segments, timezone = config.sessionization, config.reporting.segments, config.reporting.timezone
@@ -314,9 +319,11 @@ def _process(
         if not changed.isEmpty():
             update_sessions(changed, sessions_path, local_day(context_start, timezone))
 
-        updates = user_updates(users, old_run_sessions, run_sessions, later, first_instant)
+        # Few rows (the run's users), read twice: persisted so the joins behind them run once.
+        updates = user_updates(users, old_run_sessions, run_sessions, later, first_instant).persist()
         first_seen_days = _changed_first_seen_days(updates, users, timezone)
         merge_users(updates, users_path)
+        updates.unpersist()
         extended_days = {row["session_date"] for row in owned.where(~in_run).select("session_date").distinct().collect()}
     finally:
         owned.unpersist()
@@ -330,7 +337,7 @@ def _process(
     run_days = {first_day + timedelta(days=n) for n in range((last_day - first_day).days + 1)}
     periods = periods_of(run_days | extended_days | first_seen_days)
     period_days = {day for period, starts in periods.items() for start in starts for day in days_of(period, start)}
-    processed = set(processed_days(_runs(spark, config))) | run_days
+    processed = set(processed_before) | run_days
     current = read_table(spark, sessions_path).where(F.col("session_date").isin(sorted(period_days)))
     kpis = (
         kpis_by_period(current, read_table(spark, users_path), segments, timezone)

@@ -86,6 +86,10 @@ def from_row(row) -> RunRecord:
     values["partitions_read"] = tuple(values["partitions_read"] or ())
     values["changed_days_not_processed"] = tuple(values["changed_days_not_processed"] or ())
     values["day_states"] = tuple(DayState(*s) for s in values["day_states"] or ())
+    # Spark hands timestamps back naive, in the process's local time zone; astimezone reads them so.
+    for name in ("started_at", "ended_at"):
+        if values[name] is not None:
+            values[name] = values[name].astimezone(timezone.utc)
     return RunRecord(**values)
 
 
@@ -114,7 +118,6 @@ def needing_repair(runs: list[RunRecord]) -> list[RunRecord]:
 
 def is_alive(record: RunRecord) -> bool:
     """Whether a running run may still be writing: its process exists (same host), or it started recently."""
-    started = record.started_at if record.started_at.tzinfo else record.started_at.replace(tzinfo=timezone.utc)
     if record.host == socket.gethostname():
         try:
             os.kill(record.pid, 0)
@@ -123,4 +126,4 @@ def is_alive(record: RunRecord) -> bool:
         except PermissionError:
             return True
         return True
-    return now() - started < DEAD_AFTER
+    return now() - record.started_at < DEAD_AFTER
