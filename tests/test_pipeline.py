@@ -115,21 +115,6 @@ def test_rerunning_a_day_leaves_every_table_as_it_was(spark, job):
         assertDataFrameEqual(table(spark, root, name).drop("run_id"), rows)
 
 
-def test_an_event_after_midnight_continues_the_session_of_the_day_before(spark, job):
-    root, config = job
-    write_events(
-        spark, root / "events", [("u1", "e1", "view", "2026-11-02T23:50:00", "ios", "DE"),
-                                 ("u1", "e2", "view", "2026-11-03T00:10:00", "ios", "DE")],
-    )
-
-    run(config, "--date", "2026-11-03")
-    assert table(spark, root, "sessions").count() == 0  # Tuesday has no session of its own
-
-    run(config, "--date", "2026-11-02")
-    sessions = table(spark, root, "sessions").select("session_date", "session_end", "actions")
-    assertDataFrameEqual(sessions, [Row(session_date=MON, session_end=utc("2026-11-03T00:10:00"), actions=2)])
-
-
 def test_daily_runs_continue_session_numbers_and_combine_into_the_week(spark, job):
     root, config = job
     write_events(
@@ -157,31 +142,6 @@ def test_daily_runs_continue_session_numbers_and_combine_into_the_week(spark, jo
         tuesday.select("dimension_value", "users"),
         [Row(dimension_value="returning", users=1), Row(dimension_value="new", users=1)],
     )
-
-
-def test_a_range_run_equals_the_same_days_run_one_by_one(spark, tmp_path):
-    rows = [("u1", "e1", "view", "2026-11-02T10:00:00", "ios", "DE"),
-            ("u1", "e2", "view", "2026-11-02T23:45:00", "ios", "DE"),
-            ("u1", "e3", "view", "2026-11-03T00:05:00", "ios", "DE"),
-            ("u2", "e4", "view", "2026-11-03T08:00:00", "web", "FR"),
-            ("u1", "e5", "view", "2026-11-04T09:00:00", "ios", "DE")]
-    outcomes = {}
-    for mode in ("range", "daily"):
-        root = tmp_path / mode
-        config = root / "job.yaml"
-        root.mkdir()
-        config.write_text(f"input: {{path: {root / 'events'}}}\noutput: {{path: {root / 'out'}}}\n")
-        write_events(spark, root / "events", rows)
-        if mode == "range":
-            run(config, "--from", "2026-11-02", "--to", "2026-11-04")
-        else:
-            for day in ("2026-11-02", "2026-11-03", "2026-11-04"):
-                run(config, "--date", day)
-        outcomes[mode] = {n: table(spark, root, n).collect() for n in ("sessions", "users", "kpis")}
-
-    for name in ("sessions", "users", "kpis"):
-        assertDataFrameEqual(outcomes["daily"][name], outcomes["range"][name])
-    assert [r.session_number for r in sorted(outcomes["range"]["sessions"], key=lambda r: r.session_start)] == [1, 2, 1, 3]
 
 
 @pytest.mark.parametrize("partitioned", [True, False])
