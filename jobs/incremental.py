@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window, WindowSpec
 from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
 
-def _latest_first() -> Window:
+def _latest_first() -> WindowSpec:
     return Window.partitionBy("user_id").orderBy(F.col("session_start").desc(), F.col("session_id").desc())
 
 
@@ -69,16 +70,17 @@ def counts_before(users: DataFrame, stored_from_first_day: DataFrame) -> DataFra
     )
 
 
-def _by_start() -> Window:
+def _by_start() -> WindowSpec:
     return Window.partitionBy("user_id").orderBy("session_start", "session_id")
 
 
 def numbered(run_sessions: DataFrame, sessions_before: DataFrame) -> DataFrame:
     """Add session_number to the run's own sessions: the user's sessions before the run, plus 1, 2, ..."""
+    number = F.coalesce(F.col("sessions_before"), F.lit(0)) + F.row_number().over(_by_start())
     return (
         run_sessions
         .join(sessions_before, on="user_id", how="left")
-        .withColumn("session_number", F.coalesce(F.col("sessions_before"), F.lit(0)) + F.row_number().over(_by_start()))
+        .withColumn("session_number", number)
         .drop("sessions_before")
     )
 
@@ -112,8 +114,8 @@ def user_updates(
     later: DataFrame,
     first_instant: datetime,
 ) -> DataFrame:
-    """user_id, first_seen, sessions for every user with stored or new sessions on the run's days: first_seen is the start of their
-    earliest session, sessions their count of sessions, over the stored history with the run's days replaced.
+    """user_id, first_seen, sessions for every user with stored or new sessions on the run's days: first_seen is
+    the start of their earliest session, sessions their count, over the stored history with the run's days replaced.
 
     A user whose sessions all went away gets sessions = 0 (the writer deletes the row).
     """
@@ -139,7 +141,8 @@ def user_updates(
         .select(
             "user_id",
             F.least(first_before, F.col("new_first"), F.col("later_first")).alias("first_seen"),
-            (zero_if_null("sessions") - zero_if_null("old_run") + zero_if_null("new_run")).cast("long").alias("sessions"),
+            (zero_if_null("sessions") - zero_if_null("old_run") + zero_if_null("new_run"))
+            .cast("long").alias("sessions"),
         )
     )
 
@@ -152,7 +155,8 @@ def anchor_fingerprint() -> Column:
     """An aggregate over anchor rows that changes when any anchor's identity, extent or size changes."""
     row_hash = F.xxhash64("user_id", "session_id", "session_start", "session_end", "actions")
     # XOR, not a sum: order-free like a sum, and it cannot overflow.
-    return F.concat_ws(":", F.count(F.lit(1)).cast("string"), F.coalesce(F.bit_xor(row_hash), F.lit(0)).cast("string"))
+    combined = F.coalesce(F.bit_xor(row_hash), F.lit(0))
+    return F.concat_ws(":", F.count(F.lit(1)).cast("string"), combined.cast("string"))
 
 
 def session_schema(segments: tuple[str, ...]) -> str:
@@ -169,5 +173,5 @@ USER_SCHEMA = "user_id string, first_seen timestamp, sessions long"
 
 def as_stored(sessions: DataFrame, segments: tuple[str, ...]) -> DataFrame:
     """Sessions with exactly the sessions table's columns and types, whichever step made them."""
-    types = dict(part.strip().rsplit(" ", 1) for part in session_schema(segments).split(","))
-    return sessions.select(*[F.col(name).cast(kind).alias(name) for name, kind in types.items()])
+    schema = StructType.fromDDL(session_schema(segments))
+    return sessions.select(*[F.col(f.name).cast(f.dataType).alias(f.name) for f in schema.fields])

@@ -16,9 +16,8 @@ USER_TYPE = "user_type"
 NEW_USER = "new"
 RETURNING_USER = "returning"
 
-KPI_COLUMNS = (
-    "period", "period_start", "dimension", "dimension_value", "sessions", "users", "actions", "aps", "spu", "is_complete"
-)
+# The kpis table's columns; is_complete is added by with_completeness, from the runs ledger.
+KPI_COLUMNS = ("period", "period_start", "dimension", "dimension_value", "sessions", "users", "actions", "aps", "spu")
 
 
 class Period(StrEnum):
@@ -139,4 +138,5 @@ def kpis_by_period(sessions: DataFrame, users: DataFrame, segments: tuple[str, .
         )
         .withColumn("aps", F.col("actions") / F.col("sessions"))
         .withColumn("spu", F.col("sessions") / F.col("users"))
+        .select(*KPI_COLUMNS)
     )

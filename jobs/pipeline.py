@@ -8,10 +8,11 @@ import uuid
 from datetime import date, timedelta
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, Observation, SparkSession
+from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.config import InputFormat, JobConfig, Table
+from jobs.dates import local_date
 from jobs.incremental import (
     NO_ANCHORS,
     USER_SCHEMA,
@@ -48,7 +49,15 @@ from jobs.plan import (
     required_partitions,
     utc_span,
 )
-from jobs.read import InputError, partition_fingerprints, read_events, read_table, table_version, unpartitioned_days
+from jobs.read import (
+    InputError,
+    commits_by_tag,
+    partition_fingerprints,
+    read_events,
+    read_table,
+    table_version,
+    unpartitioned_days,
+)
 from jobs.runs import (
     FAILED,
     REPAIRED,
@@ -93,7 +102,13 @@ def run(spark: SparkSession, config: JobConfig, first_day: date, last_day: date)
     changed = changed_inputs(processed, fingerprints, timezone, rules.max_session_duration)
     window_start = first_day - timedelta(days=config.input.late_days)
     late = {day for day in changed if window_start <= day < first_day}
-    left = tuple(day for day in changed if day < window_start or day > last_day)
+    left = tuple(day for day in changed if day < window_start)
+    # A processed day in the window whose stored context changed (a follow-up cut off by a crash or a conflict).
+    late |= {
+        day for day in processed
+        if window_start <= day < first_day and day not in late
+        and _is_stale(spark, config, processed[day], fingerprints)
+    }
     if left:
         log.warning(
             "input changed for processed days %s, outside this run's late-data window (from %s): "
@@ -190,11 +205,12 @@ def _step(
         users_version=versions[1],
         changed_days_not_processed=changed_left,
     )
-    append_run(to_frame(spark, record), runs_path)
-    # Two runs that started together both see each other's row now: the older one goes on, the other stops.
+    append_run(to_frame(spark, record), runs_path, record.run_id)
+    # Runs that started together both see each other's row now; the one whose row was committed first goes on.
+    commits = commits_by_tag(spark, runs_path)
     older = [
         r for r in active_runs(_runs(spark, config))
-        if r.run_id != record.run_id and (r.started_at, r.run_id) < (record.started_at, record.run_id) and is_alive(r)
+        if r.run_id != record.run_id and commits.get(r.run_id, -1) < commits[record.run_id] and is_alive(r)
     ]
     if older and pinned is None:
         update_run(to_frame(spark, record.finished(FAILED, message=_conflict_message(config, older[0]))), runs_path)
@@ -207,7 +223,8 @@ def _step(
     try:
         finished = _process(spark, config, record, fingerprints, set(processed_days(runs)), progress)
     except BaseException as error:
-        failed = record.finished(FAILED, wrote_tables=progress.wrote_tables, message=f"{type(error).__name__}: {error}"[:2000])
+        message = f"{type(error).__name__}: {error}"[:2000]
+        failed = record.finished(FAILED, wrote_tables=progress.wrote_tables, message=message)
         update_run(to_frame(spark, failed), runs_path)
         raise
     update_run(to_frame(spark, finished), runs_path)
@@ -217,9 +234,9 @@ def _step(
 
 def _conflict_message(config: JobConfig, other: RunRecord) -> str:
     return (
-        f"another run ({other.run_id}, days {other.first_day}..{other.last_day}, started {other.started_at:%Y-%m-%d %H:%M:%S} "
-        f"on {other.host}, pid {other.pid}) is writing to {config.output.path}; this run wrote nothing. "
-        "Run again when it has finished (a run that died is repaired by the next run)."
+        f"another run ({other.run_id}, days {other.first_day}..{other.last_day}, "
+        f"started {other.started_at:%Y-%m-%d %H:%M:%S} on {other.host}, pid {other.pid}) is writing to "
+        f"{config.output.path}; this run stopped before writing its days. Run again when it has finished (a run that died is repaired by the next run)."
     )
 
 
@@ -280,7 +297,8 @@ def _process(
     first_input, last_input = input_days(first_day, last_day, timezone, rules.max_session_duration)
 
     events = read_events(spark, config.input, segments, first_input, last_input)
-    present = set(fingerprints) if fingerprints or config.input.format is not InputFormat.DELTA else unpartitioned_days(events)
+    unpartitioned = not fingerprints and config.input.format is InputFormat.DELTA
+    present = unpartitioned_days(events) if unpartitioned else set(fingerprints)
     _require_every_day(present, config, first_day, last_day)
     reading, dedup = Observation("read"), Observation("dedup")
     checked = events.transform(with_reject_reason).observe(
@@ -313,18 +331,23 @@ def _process(
         run_sessions = owned.where(in_run)
         progress.wrote_tables = True
         sessions_written = replace_sessions(run_sessions, sessions_path, first_day, last_day)
-        changed = owned.where(~in_run).unionByName(
+        extended = owned.where(~in_run).join(
+            anchors.select("session_id", "session_end", "actions"), on=["session_id", "session_end", "actions"],
+            how="left_anti",
+        )  # anchors whose events changed: their day, week and month are recomputed
+        changed = extended.unionByName(
             renumbered_later(later, before, run_sessions).transform(as_stored, segments)
-        )
+        ).persist()  # few rows; checked, then merged
         if not changed.isEmpty():
             update_sessions(changed, sessions_path, local_day(context_start, timezone))
+        extended_days = {row["session_date"] for row in extended.select("session_date").distinct().collect()}
+        changed.unpersist()
 
         # Few rows (the run's users), read twice: persisted so the joins behind them run once.
         updates = user_updates(users, old_run_sessions, run_sessions, later, first_instant).persist()
         first_seen_days = _changed_first_seen_days(updates, users, timezone)
         merge_users(updates, users_path)
         updates.unpersist()
-        extended_days = {row["session_date"] for row in owned.where(~in_run).select("session_date").distinct().collect()}
     finally:
         owned.unpersist()
 
@@ -369,8 +392,8 @@ def _process(
 
 def _changed_first_seen_days(updates: DataFrame, users: DataFrame, timezone: str) -> set[date]:
     # Where a user's first session moves, new and returning change in the periods it leaves and enters.
-    def day_of(column: str):
-        return F.to_date(F.from_utc_timestamp(F.col(column), timezone))
+    def day_of(column: str) -> Column:
+        return local_date(F.col(column), timezone)
 
     rows = (
         updates.alias("new")

@@ -89,11 +89,10 @@ def changed_inputs(
     processed: Mapping[date, DayState], current: Mapping[date, str], timezone: str, max_session_duration: timedelta
 ) -> list[date]:
     """Processed days whose input partitions changed (files added, replaced or removed) since they were processed."""
-    return sorted(
-        day
-        for day, state in processed.items()
-        if input_fingerprint(input_dependencies(day, timezone, max_session_duration), current) != state.input_fingerprint
-    )
+    def fingerprint_now(day: date) -> str:
+        return input_fingerprint(input_dependencies(day, timezone, max_session_duration), current)
+
+    return sorted(day for day, state in processed.items() if fingerprint_now(day) != state.input_fingerprint)
 
 
 def days_after(last_day: date, timezone: str, max_session_duration: timedelta) -> list[date]:

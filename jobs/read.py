@@ -130,7 +130,10 @@ def _list_files(spark: SparkSession, spec: InputSpec) -> DataFrame:
             raise InputError(f"input.path {spec.path!r} does not exist or holds no {spec.format.value} input") from None
         raise
     return listing.select(
-        "path", F.col("length").cast("string").alias("size"), F.col("modificationTime").cast("string").alias("modified")
+        "path",
+        F.col("length").cast("string").alias("size"),
+        # Microseconds since the epoch: text of a timestamp would change with the session time zone.
+        F.unix_micros("modificationTime").cast("string").alias("modified"),
     )
 
 
@@ -156,3 +159,10 @@ def table_version(spark: SparkSession, path: str) -> int | None:
     if not DeltaTable.isDeltaTable(spark, path):
         return None
     return DeltaTable.forPath(spark, path).history(1).select("version").first()["version"]
+
+
+def commits_by_tag(spark: SparkSession, path: str, last: int = 500) -> dict[str, int]:
+    """userMetadata -> commit version, over the table's last `last` commits: the order in which tagged commits
+    landed, which no writer's clock can get wrong."""
+    history = DeltaTable.forPath(spark, path).history(last).select("version", "userMetadata").collect()
+    return {row["userMetadata"]: row["version"] for row in history if row["userMetadata"]}

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import date, datetime, timedelta, timezone
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from jobs.plan import DayState
@@ -29,7 +28,7 @@ RUNS_SCHEMA = (
 RUNNING, SUCCEEDED, FAILED, REPAIRED = "running", "succeeded", "failed", "repaired"
 
 class ConflictError(RuntimeError):
-    """Another run is writing to the same output; this one wrote nothing."""
+    """Another run is writing to the same output; this run stopped before writing its own days."""
 
 
 # A run still marked running this long after it started is taken to be dead, even on another host.

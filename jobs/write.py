@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 from datetime import date
+from functools import reduce
+from operator import and_
 
 from delta.exceptions import (
     ConcurrentAppendException,
@@ -94,12 +96,13 @@ def update_sessions(changed: DataFrame, path: str, first_day: date) -> None:
     later sessions. Rows already equal are left alone, so a rerun rewrites no file; `first_day` is the earliest
     session_date among `changed` (it prunes the partitions read)."""
     spark = changed.sparkSession
-    differs = ~F.expr(" AND ".join(f"stored.`{c}` <=> run.`{c}`" for c in changed.columns))
+    differs = ~reduce(and_, [F.col(f"stored.{c}").eqNullSafe(F.col(f"run.{c}")) for c in changed.columns])
     (
         DeltaTable.forPath(spark, path).alias("stored")
         .merge(
             changed.alias("run"),
-            (F.col("stored.session_date") >= F.lit(first_day)) & (F.col("stored.session_id") == F.col("run.session_id")),
+            (F.col("stored.session_date") >= F.lit(first_day))
+            & (F.col("stored.session_id") == F.col("run.session_id")),
         )
         .whenMatchedUpdateAll(condition=differs)
         .execute()
@@ -121,16 +124,18 @@ def merge_users(updates: DataFrame, path: str) -> None:
             DeltaTable.forPath(spark, path).alias("stored")
             .merge(updates.alias("run"), F.col("stored.user_id") == F.col("run.user_id"))
             .whenMatchedDelete(condition=gone)
-            .whenMatchedUpdate(condition=changed, set={"first_seen": "run.first_seen", "sessions": "run.sessions"})
+            .whenMatchedUpdate(
+                condition=changed, set={"first_seen": F.col("run.first_seen"), "sessions": F.col("run.sessions")}
+            )
             .whenNotMatchedInsertAll(condition=~gone)
             .execute()
         )
     _log_last_operation(spark, path, Table.USERS)
 
 
-def append_run(record: DataFrame, path: str) -> None:
-    """Add a runs row. A blind append never conflicts with another run's append."""
-    record.write.format("delta").mode("append").save(path)
+def append_run(record: DataFrame, path: str, run_id: str) -> None:
+    """Add a runs row, tagging the commit with the run id. A blind append never conflicts with another's."""
+    record.write.format("delta").mode("append").option("userMetadata", run_id).save(path)
 
 
 def update_run(record: DataFrame, path: str, attempts: int = 5) -> None:
@@ -152,4 +157,4 @@ def update_run(record: DataFrame, path: str, attempts: int = 5) -> None:
         except CONFLICTS:
             if attempt == attempts:
                 raise
-            log.info("runs: concurrent commit, retrying the update of %s", record.first()["run_id"])
+            log.info("runs: a concurrent commit, retrying the update (attempt %d)", attempt)
