@@ -207,10 +207,13 @@ def _step(
     )
     append_run(to_frame(spark, record), runs_path, record.run_id)
     # Runs that started together both see each other's row now; the one whose row was committed first goes on.
+    # The rows are read before the commit versions, so every row seen has its version in the history read after.
+    running = active_runs(_runs(spark, config))
     commits = commits_by_tag(spark, runs_path)
     older = [
-        r for r in active_runs(_runs(spark, config))
-        if r.run_id != record.run_id and commits.get(r.run_id, -1) < commits[record.run_id] and is_alive(r)
+        r for r in running
+        if r.run_id != record.run_id and commits.get(r.run_id, commits[record.run_id]) < commits[record.run_id]
+        and is_alive(r)
     ]
     if older and pinned is None:
         update_run(to_frame(spark, record.finished(FAILED, message=_conflict_message(config, older[0]))), runs_path)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from pyspark.testing import assertDataFrameEqual
 
 from tests.test_incremental_runs import TABLES, event, job
@@ -50,14 +51,20 @@ def prepared(spark, root: Path) -> Path:
     return config
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(spark, tmp_path_factory) -> Path:
+    """The tables Monday then Tuesday leave when nothing goes wrong: the reference for both tests."""
+    root = tmp_path_factory.mktemp("uninterrupted")
+    assert run(prepared(spark, root), "--date", "2026-11-03") == 0
+    return root
+
+
 def assert_same_tables(spark, root: Path, expected_root: Path) -> None:
     for name in TABLES:
         assertDataFrameEqual(table(spark, root, name), table(spark, expected_root, name))
 
 
-def test_a_run_killed_at_several_points_then_rerun_equals_an_uninterrupted_run(spark, tmp_path):
-    expected = prepared(spark, tmp_path / "expected")
-    assert run(expected, "--date", "2026-11-03") == 0
+def test_a_run_killed_at_several_points_then_rerun_equals_an_uninterrupted_run(spark, tmp_path, uninterrupted):
     config = prepared(spark, tmp_path / "killed")
 
     # Killed after its sessions write; the rerun repairs it first and is killed after its users write; the next
@@ -69,14 +76,12 @@ def test_a_run_killed_at_several_points_then_rerun_equals_an_uninterrupted_run(s
     output, _ = final.communicate()
     assert final.returncode == 0, output
 
-    assert_same_tables(spark, tmp_path / "killed", tmp_path / "expected")
+    assert_same_tables(spark, tmp_path / "killed", uninterrupted)
     statuses = [r.status for r in table(spark, tmp_path / "killed", "runs").orderBy("started_at").collect()]
     assert statuses.count("repaired") == 3 and statuses[-1] == "succeeded"
 
 
-def test_two_runs_of_the_same_day_started_together_leave_correct_tables(spark, tmp_path):
-    expected = prepared(spark, tmp_path / "expected")
-    assert run(expected, "--date", "2026-11-03") == 0
+def test_two_runs_of_the_same_day_started_together_leave_correct_tables(spark, tmp_path, uninterrupted):
     config = prepared(spark, tmp_path / "concurrent")
 
     first, second = start_job(config), start_job(config)
@@ -88,4 +93,4 @@ def test_two_runs_of_the_same_day_started_together_leave_correct_tables(spark, t
     if codes == [0, 3]:
         assert any("is writing to" in output and "this run stopped before writing its days" in output
                    for output in outputs)
-    assert_same_tables(spark, tmp_path / "concurrent", tmp_path / "expected")
+    assert_same_tables(spark, tmp_path / "concurrent", uninterrupted)

@@ -5,7 +5,7 @@ Each generated example holds several users, each with its own history (bursts th
 never pauses and hits the 24h cap, resent duplicates, events that arrive late), over the three Berlin days around
 the switch to summer time (Sunday 29 March 2026 has 23 hours). A run costs seconds on local Spark, so an example
 packs many independent histories into one dataset rather than running each alone.
-SESSIONLAKE_PROPERTY_EXAMPLES sets how many examples (default 3); HYPOTHESIS_RANDOM=1 explores new ones instead
+SESSIONLAKE_PROPERTY_EXAMPLES sets how many examples (default 2); HYPOTHESIS_RANDOM=1 explores new ones instead
 of the fixed, reproducible draw.
 """
 
@@ -87,7 +87,7 @@ def configure(root: Path) -> Path:
 
 
 @settings(
-    max_examples=int(os.environ.get("SESSIONLAKE_PROPERTY_EXAMPLES", "3")),
+    max_examples=int(os.environ.get("SESSIONLAKE_PROPERTY_EXAMPLES", "2")),
     deadline=None,
     derandomize=os.environ.get("HYPOTHESIS_RANDOM") != "1",
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large],
