@@ -14,6 +14,8 @@ from pyspark.sql import Column, DataFrame, Window, WindowSpec
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
+from jobs.sessionize import session_schema
+
 def _latest_first() -> WindowSpec:
     return Window.partitionBy("user_id").orderBy(F.col("session_start").desc(), F.col("session_id").desc())
 
@@ -157,15 +159,6 @@ def anchor_fingerprint() -> Column:
     # XOR, not a sum: order-free like a sum, and it cannot overflow.
     combined = F.coalesce(F.bit_xor(row_hash), F.lit(0))
     return F.concat_ws(":", F.count(F.lit(1)).cast("string"), combined.cast("string"))
-
-
-def session_schema(segments: tuple[str, ...]) -> str:
-    """DDL of the sessions table."""
-    return (
-        "session_id string, user_id string, session_start timestamp, session_end timestamp, "
-        "duration_seconds double, actions long, session_number long, session_date date"
-        + "".join(f", {segment} string" for segment in segments)
-    )
 
 
 USER_SCHEMA = "user_id string, first_seen timestamp, sessions long"

@@ -24,7 +24,6 @@ from jobs.incremental import (
     numbered,
     renumbered_later,
     resume_points,
-    session_schema,
     user_updates,
 )
 from jobs.metrics import (
@@ -42,6 +41,7 @@ from jobs.plan import (
     blocks,
     changed_inputs,
     days_after,
+    days_between,
     input_days,
     input_dependencies,
     input_fingerprint,
@@ -73,7 +73,7 @@ from jobs.runs import (
     processed_days,
     to_frame,
 )
-from jobs.sessionize import sessionize
+from jobs.sessionize import session_schema, sessionize
 from jobs.validate import to_quarantine, valid_events, with_reject_reason
 from jobs.write import (
     append_run,
@@ -98,7 +98,7 @@ def run(spark: SparkSession, config: JobConfig, first_day: date, last_day: date)
     rules, timezone = config.sessionization, config.reporting.timezone
     fingerprints = partition_fingerprints(spark, config.input)
     processed = processed_days(_runs(spark, config))
-    asked = {first_day + timedelta(days=n) for n in range((last_day - first_day).days + 1)}
+    asked = set(days_between(first_day, last_day))
     changed = changed_inputs(processed, fingerprints, timezone, rules.max_session_duration)
     window_start = first_day - timedelta(days=config.input.late_days)
     late = {day for day in changed if window_start <= day < first_day}
@@ -119,7 +119,7 @@ def run(spark: SparkSession, config: JobConfig, first_day: date, last_day: date)
     pending = set(reasons)
     while pending:
         step_first, step_last = blocks(pending)[0]
-        step_days = {step_first + timedelta(days=n) for n in range((step_last - step_first).days + 1)}
+        step_days = set(days_between(step_first, step_last))
         pending -= step_days
         reason = "requested" if step_days & asked else reasons.get(step_first, "follows changed days")
         record = _step(spark, config, step_first, step_last, (first_day, last_day), reason, fingerprints, left)
@@ -239,7 +239,8 @@ def _conflict_message(config: JobConfig, other: RunRecord) -> str:
     return (
         f"another run ({other.run_id}, days {other.first_day}..{other.last_day}, "
         f"started {other.started_at:%Y-%m-%d %H:%M:%S} on {other.host}, pid {other.pid}) is writing to "
-        f"{config.output.path}; this run stopped before writing its days. Run again when it has finished (a run that died is repaired by the next run)."
+        f"{config.output.path}; this run stopped before writing its days. "
+        "Run again when it has finished (a run that died is repaired by the next run)."
     )
 
 
@@ -360,7 +361,7 @@ def _process(
     )
     rows_quarantined = replace_quarantine(quarantine, config.output.table_path(Table.QUARANTINE), first_day, last_day)
 
-    run_days = {first_day + timedelta(days=n) for n in range((last_day - first_day).days + 1)}
+    run_days = set(days_between(first_day, last_day))
     periods = periods_of(run_days | extended_days | first_seen_days)
     period_days = {day for period, starts in periods.items() for start in starts for day in days_of(period, start)}
     processed = set(processed_before) | run_days
@@ -413,7 +414,7 @@ def _changed_first_seen_days(updates: DataFrame, users: DataFrame, timezone: str
 
 def summary(spark: SparkSession, config: JobConfig, first_day: date, last_day: date) -> str:
     """A short text report of the run's KPI rows (dimension `all`) and quarantined rows by reason."""
-    periods = periods_of(first_day + timedelta(days=n) for n in range((last_day - first_day).days + 1))
+    periods = periods_of(days_between(first_day, last_day))
     kpi_rows = (
         read_table(spark, config.output.table_path(Table.KPIS))
         .where(in_periods(periods) & (F.col("dimension") == ALL))

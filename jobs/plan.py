@@ -45,7 +45,7 @@ def required_partitions(first_day: date, last_day: date, timezone: str) -> list[
     """The UTC partition dates that reporting days [first_day, last_day] overlap: each must exist for a run."""
     start, end = utc_span(first_day, last_day, timezone)
     last = (end - timedelta(microseconds=1)).date()
-    return [start.date() + timedelta(days=n) for n in range((last - start.date()).days + 1)]
+    return days_between(start.date(), last)
 
 
 def input_dependencies(day: date, timezone: str, max_session_duration: timedelta) -> list[date]:
@@ -56,13 +56,18 @@ def input_dependencies(day: date, timezone: str, max_session_duration: timedelta
     """
     start, end = utc_span(day, day, timezone)
     first, last = (start - max_session_duration).date(), (end - timedelta(microseconds=1)).date()
-    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+    return days_between(first, last)
 
 
 def input_fingerprint(partitions: Iterable[date], fingerprints: Mapping[date, str]) -> str:
     """One fingerprint for a set of partitions; a missing partition counts too, so its arrival changes it."""
     text = ";".join(f"{p.isoformat()}={fingerprints.get(p, 'absent')}" for p in sorted(partitions))
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def days_between(first_day: date, last_day: date) -> list[date]:
+    """Every day from first_day to last_day, both included."""
+    return [first_day + timedelta(days=n) for n in range((last_day - first_day).days + 1)]
 
 
 @dataclass(frozen=True)
@@ -102,4 +107,4 @@ def days_after(last_day: date, timezone: str, max_session_duration: timedelta) -
     """
     _, end = utc_span(last_day, last_day, timezone)
     horizon = local_day(end + 2 * max_session_duration, timezone)
-    return [last_day + timedelta(days=n) for n in range(1, (horizon - last_day).days + 1)]
+    return days_between(last_day + timedelta(days=1), horizon)

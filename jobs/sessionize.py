@@ -12,16 +12,23 @@ from jobs.dates import local_date
 # A segment value that is null or blank on a session's first event.
 UNKNOWN_SEGMENT = "unknown"
 
-SESSION_COLUMNS = (
-    "session_id",
-    "user_id",
-    "session_start",
-    "session_end",
-    "duration_seconds",
-    "actions",
-    "session_number",
-    "session_date",
-)
+# The sessions table's columns and types, in order; one string column per segment follows them.
+_SESSION_TYPES = {
+    "session_id": "string",
+    "user_id": "string",
+    "session_start": "timestamp",
+    "session_end": "timestamp",
+    "duration_seconds": "double",
+    "actions": "long",
+    "session_number": "long",
+    "session_date": "date",
+}
+SESSION_COLUMNS = tuple(_SESSION_TYPES)
+
+
+def session_schema(segments: tuple[str, ...]) -> str:
+    """DDL of the sessions table: SESSION_COLUMNS, then the segments."""
+    return ", ".join([*(f"{name} {kind}" for name, kind in _SESSION_TYPES.items()), *(f"{s} string" for s in segments)])
 
 
 # Stands for "no next cut" in microsecond comparisons.
