@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import replace
 from datetime import date, timedelta
 
 from pyspark import StorageLevel
@@ -56,6 +57,7 @@ from jobs.read import (
     read_events,
     read_table,
     table_version,
+    writer_start,
     unpartitioned_days,
 )
 from jobs.runs import (
@@ -81,6 +83,7 @@ from jobs.write import (
     replace_kpis,
     replace_quarantine,
     replace_sessions,
+    tagged_commits,
     update_run,
     update_sessions,
 )
@@ -170,29 +173,11 @@ def _step(
     reason: str,
     fingerprints: dict[date, str],
     changed_left: tuple[date, ...],
-    pinned: tuple[int | None, int | None] | None = None,
 ) -> RunRecord:
-    """Claim the output, process [first_day, last_day], record the outcome in runs; the finished record.
-
-    `pinned` (a repair) reads the stored tables at those versions; otherwise at their versions when the run starts,
-    after repairing any run that died or failed half way.
-    """
+    """Claim the output, repair the runs that died or failed half way, process [first_day, last_day] and record
+    the outcome in runs; the finished record."""
     runs_path = config.output.table_path(Table.RUNS)
-    while True:
-        versions = pinned or (
-            table_version(spark, config.output.table_path(Table.SESSIONS)),
-            table_version(spark, config.output.table_path(Table.USERS)),
-        )
-        runs = _runs(spark, config)
-        alive = [r for r in active_runs(runs) if is_alive(r)]
-        if alive and pinned is None:
-            raise ConflictError(_conflict_message(config, alive[0]))
-        broken = [r for r in active_runs(runs) if not is_alive(r)] + needing_repair(runs)
-        if pinned is not None or not broken:
-            break
-        for record in broken:
-            _repair(spark, config, record, fingerprints)
-    record = RunRecord(
+    claim = RunRecord(
         run_id=uuid.uuid4().hex,
         requested_first_day=requested[0],
         requested_last_day=requested[1],
@@ -201,30 +186,41 @@ def _step(
         reason=reason,
         status=RUNNING,
         started_at=now(),
-        sessions_version=versions[0],
-        users_version=versions[1],
+        sessions_version=None,
+        users_version=None,
         changed_days_not_processed=changed_left,
     )
-    append_run(to_frame(spark, record), runs_path, record.run_id)
-    # Runs that started together both see each other's row now; the one whose row was committed first goes on.
+    append_run(to_frame(spark, claim), runs_path, claim.run_id)
+    # The lock: of the runs marked running, the one whose row was committed first goes on; a later one stops.
     # The rows are read before the commit versions, so every row seen has its version in the history read after.
-    running = active_runs(_runs(spark, config))
+    runs = _runs(spark, config)
     commits = commits_by_tag(spark, runs_path)
-    older = [
-        r for r in running
-        if r.run_id != record.run_id and commits.get(r.run_id, commits[record.run_id]) < commits[record.run_id]
-        and is_alive(r)
-    ]
-    if older and pinned is None:
-        update_run(to_frame(spark, record.finished(FAILED, message=_conflict_message(config, older[0]))), runs_path)
-        raise ConflictError(_conflict_message(config, older[0]))
-    log.info(
-        "run %s: days %s..%s (%s, %s), stored sessions v%s, users v%s",
-        record.run_id, first_day, last_day, config.reporting.timezone, reason, *versions,
-    )
-    progress = _Progress()
+    mine = commits[claim.run_id]
+    earlier = [r for r in active_runs(runs) if commits.get(r.run_id, -1) < mine]  # -1: before the history read
+    alive = [r for r in earlier if is_alive(r)]
+    if alive:
+        message = _conflict_message(config, alive[0])
+        update_run(to_frame(spark, claim.finished(FAILED, message=message)), runs_path)
+        raise ConflictError(message)
+
+    record, progress = claim, _Progress()
     try:
-        finished = _process(spark, config, record, fingerprints, set(processed_days(runs)), progress)
+        # Every run before this one has finished or died, and none can start writing now: repair the broken ones.
+        processed = set(processed_days(runs))
+        for broken in sorted(earlier + needing_repair(runs), key=lambda r: commits.get(r.run_id, -1)):
+            processed |= _repair(spark, config, broken, fingerprints, processed, claim.run_id)
+        record = replace(
+            claim,
+            sessions_version=table_version(spark, config.output.table_path(Table.SESSIONS)),
+            users_version=table_version(spark, config.output.table_path(Table.USERS)),
+        )
+        log.info(
+            "run %s: days %s..%s (%s, %s), stored sessions v%s, users v%s",
+            record.run_id, first_day, last_day, config.reporting.timezone, reason,
+            record.sessions_version, record.users_version,
+        )
+        with tagged_commits(spark, record.run_id):
+            finished = _process(spark, config, record, fingerprints, processed, progress)
     except BaseException as error:
         message = f"{type(error).__name__}: {error}"[:2000]
         failed = record.finished(FAILED, wrote_tables=progress.wrote_tables, message=message)
@@ -244,18 +240,36 @@ def _conflict_message(config: JobConfig, other: RunRecord) -> str:
     )
 
 
-def _repair(spark: SparkSession, config: JobConfig, broken: RunRecord, fingerprints: dict[date, str]) -> None:
-    # A run that died or failed half way left some tables written and others not. Running its days again from
-    # the stored versions it started from redoes every write it made or meant to make, each a replace or an
-    # update to absolute values, so the tables end as the run would have left them.
+def _repair(
+    spark: SparkSession,
+    config: JobConfig,
+    broken: RunRecord,
+    fingerprints: dict[date, str],
+    processed: set[date],
+    repairer: str,
+) -> set[date]:
+    """Finish a run that died or failed half way; the days it processed (none if it had written nothing)."""
+    # Every write of a run is a Delta commit tagged with its run id, and while a run holds the lock no other run
+    # writes. So the stored state the broken run started from is, per table, the version before its first tagged
+    # commit, or the current version if it never wrote there. Processing its days again from that state redoes
+    # every write it made or meant to make, each a replace or an update to absolute values: the tables end as the
+    # run would have left them, however many repairs died before this one (they are tagged with its id too).
+    tables = [config.output.table_path(t) for t in (Table.SESSIONS, Table.USERS, Table.QUARANTINE, Table.KPIS)]
+    starts = [writer_start(spark, path, broken.run_id) for path in tables]
+    runs_path = config.output.table_path(Table.RUNS)
+    if all(start.first_commit is None for start in starts):
+        log.warning("run %s (days %s..%s) died before writing: nothing to repair", broken.run_id,
+                    broken.first_day, broken.last_day)
+        message = f"{broken.message or 'died'} before writing anything; seen by {repairer}"
+        update_run(to_frame(spark, broken.finished(FAILED, wrote_tables=False, message=message)), runs_path)
+        return set()
     log.warning("run %s (days %s..%s) did not finish: repairing it", broken.run_id, broken.first_day, broken.last_day)
-    repair = _step(
-        spark, config, broken.first_day, broken.last_day,
-        (broken.requested_first_day, broken.requested_last_day), f"repairs {broken.run_id}",
-        fingerprints, broken.changed_days_not_processed, pinned=(broken.sessions_version, broken.users_version),
-    )
-    message = f"{broken.message or 'did not finish'}; repaired by {repair.run_id}"
-    update_run(to_frame(spark, broken.finished(REPAIRED, message=message)), config.output.table_path(Table.RUNS))
+    record = replace(broken, sessions_version=starts[0].version_read, users_version=starts[1].version_read)
+    with tagged_commits(spark, broken.run_id):
+        repaired = _process(spark, config, record, fingerprints, processed, _Progress())
+    message = f"{broken.message or 'did not finish'}; repaired by {repairer}"
+    update_run(to_frame(spark, repaired.finished(REPAIRED, message=message)), runs_path)
+    return {state.day for state in repaired.day_states}
 
 
 class _Progress:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import date
+from typing import NamedTuple
 
 from delta.tables import DeltaTable
 from pyspark.errors import AnalysisException
@@ -162,7 +163,31 @@ def table_version(spark: SparkSession, path: str) -> int | None:
 
 
 def commits_by_tag(spark: SparkSession, path: str, last: int = 500) -> dict[str, int]:
-    """userMetadata -> commit version, over the table's last `last` commits: the order in which tagged commits
-    landed, which no writer's clock can get wrong."""
+    """userMetadata -> its first commit version, over the table's last `last` commits: the order in which tagged
+    commits landed, which no writer's clock can get wrong."""
     history = DeltaTable.forPath(spark, path).history(last).select("version", "userMetadata").collect()
-    return {row["userMetadata"]: row["version"] for row in history if row["userMetadata"]}
+    firsts: dict[str, int] = {}
+    for row in history:
+        if row["userMetadata"]:
+            firsts[row["userMetadata"]] = min(row["version"], firsts.get(row["userMetadata"], row["version"]))
+    return firsts
+
+
+class WriterStart(NamedTuple):
+    """Where a writer that tags its commits started in a table."""
+
+    first_commit: int | None  # its first tagged commit; None if it committed nothing there
+    version_read: int | None  # the version before it: what the writer read (None: no table yet)
+
+
+def writer_start(spark: SparkSession, path: str, tag: str, last: int = 500) -> WriterStart:
+    """The first commit tagged `tag` (userMetadata) in the table at `path`, and the version before it; when there
+    is none, the latest version (nothing was written since the writer started, if it held the output's lock)."""
+    if not DeltaTable.isDeltaTable(spark, path):
+        return WriterStart(None, None)
+    history = DeltaTable.forPath(spark, path).history(last).select("version", "userMetadata").collect()
+    tagged = [row["version"] for row in history if row["userMetadata"] == tag]
+    if not tagged:
+        return WriterStart(None, history[0]["version"])
+    first = min(tagged)
+    return WriterStart(first, first - 1 if first > 0 else None)

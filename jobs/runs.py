@@ -37,7 +37,8 @@ DEAD_AFTER = timedelta(hours=12)
 
 @dataclass(frozen=True)
 class RunRecord:
-    """One runs row. Versions are the stored tables' versions the run reads from (None: no table yet)."""
+    """One runs row. Versions are the stored tables' versions the run read (None: no table yet, or a run that
+    has not yet taken the lock)."""
 
     run_id: str
     requested_first_day: date
@@ -100,13 +101,13 @@ def load_runs(runs: DataFrame | None) -> list[RunRecord]:
 
 
 def processed_days(runs: list[RunRecord]) -> dict[date, DayState]:
-    """Each processed day's state at its latest successful run."""
-    done = sorted((r for r in runs if r.status == SUCCEEDED), key=lambda r: r.ended_at)
+    """Each processed day's state at its latest run that succeeded or was repaired (a repair finishes its work)."""
+    done = sorted((r for r in runs if r.status in (SUCCEEDED, REPAIRED)), key=lambda r: r.ended_at)
     return {state.day: state for record in done for state in record.day_states}
 
 
 def active_runs(runs: list[RunRecord]) -> list[RunRecord]:
-    """Runs marked running, oldest first."""
+    """Runs marked running (holding or waiting for the output's lock), oldest first."""
     return [r for r in runs if r.status == RUNNING]
 
 

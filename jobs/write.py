@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from functools import reduce
 from operator import and_
@@ -37,6 +39,24 @@ CONFLICTS = (
     ConcurrentDeleteDeleteException,
     ConcurrentTransactionException,
 )
+
+
+_USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
+
+
+@contextmanager
+def tagged_commits(spark: SparkSession, tag: str) -> Iterator[None]:
+    """Tag every Delta commit made inside the block with `tag` (its commitInfo.userMetadata), so each table's own
+    history says which run wrote what."""
+    previous = spark.conf.get(_USER_METADATA, None)
+    spark.conf.set(_USER_METADATA, tag)
+    try:
+        yield
+    finally:
+        if previous is None:
+            spark.conf.unset(_USER_METADATA)
+        else:
+            spark.conf.set(_USER_METADATA, previous)
 
 
 def _between(column: str, first: date, last: date) -> str:

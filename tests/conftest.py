@@ -10,6 +10,8 @@ import pytest
 from delta import configure_spark_with_delta_pip
 from pyspark.sql import SparkSession
 
+from tests.helpers import SPARK_SETTINGS
+
 # Spark hands timestamps to Python as naive local datetimes; pinning this process to UTC makes a collected
 # 10:00 mean 10:00 UTC on every machine, so expected values below are naive UTC datetimes.
 os.environ["TZ"] = "UTC"
@@ -21,15 +23,11 @@ def spark() -> Iterator[SparkSession]:
     builder = (
         SparkSession.builder.master("local[2]")
         .appName("sessionlake-tests")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.default.parallelism", "2")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.databricks.delta.snapshotPartitions", "2")
         .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
         .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
     )
+    for key, value in SPARK_SETTINGS.items():
+        builder = builder.config(key, value)
     session = configure_spark_with_delta_pip(builder).getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     yield session

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from pyspark.testing import assertDataFrameEqual
 
+from tests.helpers import spark_submit_args
 from tests.test_incremental_runs import TABLES, event, job
 from tests.test_pipeline import run, table, write_events
 
@@ -27,16 +28,18 @@ def start_job(config: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "jobs", "run", "--config", str(config), "--date", "2026-11-03"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "SESSIONLAKE_DRIVER_MEMORY": "1g"},
+        env={**os.environ, "SESSIONLAKE_DRIVER_MEMORY": "1g", "PYSPARK_SUBMIT_ARGS": spark_submit_args()},
     )
 
 
 def kill_after(process: subprocess.Popen, marker: str) -> str | None:
-    """SIGKILL the job as soon as it logs a line containing `marker`; its output if it finished first."""
-    lines = []
+    """SIGKILL the job as soon as it logs a line containing `marker` while processing its own days (after any
+    repair of an earlier run); its output if it finished first."""
+    lines, own_days = [], False
     for line in process.stdout:
         lines.append(line)
-        if marker in line:
+        own_days = own_days or "stored sessions v" in line  # logged when the run starts on its own days
+        if own_days and marker in line:
             process.send_signal(signal.SIGKILL)
             process.wait()
             return None
@@ -67,8 +70,8 @@ def assert_same_tables(spark, root: Path, expected_root: Path) -> None:
 def test_a_run_killed_at_several_points_then_rerun_equals_an_uninterrupted_run(spark, tmp_path, uninterrupted):
     config = prepared(spark, tmp_path / "killed")
 
-    # Killed after its sessions write; the rerun repairs it first and is killed after its users write; the next
-    # is killed after the kpis write, before the runs row is closed. The last rerun finishes.
+    # Killed after its sessions write; the rerun repairs it, then is killed after its own users write; the next
+    # repairs that one and is killed after its kpis write, before its runs row is closed. The last rerun finishes.
     for marker in ("sessions: WRITE", "users: MERGE", "kpis: WRITE"):
         finished_output = kill_after(start_job(config), marker)
         assert finished_output is None, f"the job finished before logging {marker!r}:\n{finished_output}"

@@ -5,7 +5,8 @@ from pyspark.sql import Row
 from pyspark.testing import assertDataFrameEqual
 
 from jobs.config import InputSpec
-from jobs.read import InputError, partition_fingerprints, read_events
+from jobs.read import InputError, WriterStart, partition_fingerprints, read_events, writer_start
+from jobs.write import tagged_commits
 from tests.helpers import utc
 
 
@@ -86,3 +87,23 @@ def test_a_partition_value_that_is_not_a_full_date_is_no_date(spark, tmp_path):
 def test_a_missing_input_path_is_an_input_error(spark, tmp_path):
     with pytest.raises(InputError, match="does not exist or holds no parquet input"):
         read_events(spark, InputSpec(path=str(tmp_path / "nope")), (), date(2026, 11, 2), date(2026, 11, 2))
+
+
+def test_a_writers_start_is_the_version_before_its_first_tagged_commit(spark, tmp_path):
+    path, row = str(tmp_path / "table"), spark.createDataFrame([(1,)], "x int")
+    for tag in ("first", None, "a", "b", "a"):  # versions 0 to 4
+        if tag is None:
+            row.write.format("delta").mode("append").save(path)
+        else:
+            with tagged_commits(spark, tag):
+                row.write.format("delta").mode("append").save(path)
+
+    assert writer_start(spark, path, "a") == WriterStart(first_commit=2, version_read=1)
+    assert writer_start(spark, path, "b") == WriterStart(first_commit=3, version_read=2)
+    # A writer that created the table read no table; one that never committed read the latest version.
+    assert writer_start(spark, path, "first") == WriterStart(first_commit=0, version_read=None)
+    assert writer_start(spark, path, "never") == WriterStart(first_commit=None, version_read=4)
+    assert writer_start(spark, str(tmp_path / "none"), "a") == WriterStart(first_commit=None, version_read=None)
+    # The tag lasts the block only: a commit after it is untagged.
+    row.write.format("delta").mode("append").save(path)
+    assert spark.sql(f"DESCRIBE HISTORY delta.`{path}` LIMIT 1").first()["userMetadata"] is None
