@@ -161,6 +161,22 @@ def anchor_fingerprint() -> Column:
     return F.concat_ws(":", F.count(F.lit(1)).cast("string"), combined.cast("string"))
 
 
+def anchor_fingerprints(stored: DataFrame, windows: DataFrame) -> DataFrame:
+    """day, fingerprint: for each window (day, since, until), the anchor_fingerprint of the stored sessions that
+    latest_sessions_before(stored, since, until) picks, all days in one query. A day without anchors has no row
+    (its fingerprint is NO_ANCHORS)."""
+    start = F.col("session_start")
+    latest_per_day = Window.partitionBy("day", "user_id").orderBy(start.desc(), F.col("session_id").desc())
+    return (
+        stored
+        .join(F.broadcast(windows), (start >= F.col("since")) & (start < F.col("until")))  # windows: a row a day
+        .withColumn("recency", F.row_number().over(latest_per_day))
+        .where(F.col("recency") == 1)
+        .groupBy("day")
+        .agg(anchor_fingerprint().alias("fingerprint"))
+    )
+
+
 USER_SCHEMA = "user_id string, first_seen timestamp, sessions long"
 
 

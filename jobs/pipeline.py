@@ -17,7 +17,7 @@ from jobs.dates import local_date
 from jobs.incremental import (
     NO_ANCHORS,
     USER_SCHEMA,
-    anchor_fingerprint,
+    anchor_fingerprints,
     as_stored,
     counts_before,
     extended_anchors,
@@ -107,11 +107,9 @@ def run(spark: SparkSession, config: JobConfig, first_day: date, last_day: date)
     late = {day for day in changed if window_start <= day < first_day}
     left = tuple(day for day in changed if day < window_start)
     # A processed day in the window whose stored context changed (a follow-up cut off by a crash or a conflict).
-    late |= {
-        day for day in processed
-        if window_start <= day < first_day and day not in late
-        and _is_stale(spark, config, processed[day], fingerprints)
-    }
+    late |= _stale_days(
+        spark, config, [s for d, s in processed.items() if window_start <= d < first_day and d not in late], fingerprints
+    )
     if left:
         log.warning(
             "input changed for processed days %s, outside this run's late-data window (from %s): "
@@ -128,10 +126,11 @@ def run(spark: SparkSession, config: JobConfig, first_day: date, last_day: date)
         record = _step(spark, config, step_first, step_last, (first_day, last_day), reason, fingerprints, left)
         run_ids.append(record.run_id)
         processed.update({state.day: state for state in record.day_states})
-        for day in days_after(step_last, timezone, rules.max_session_duration):
-            if day in processed and day not in pending and _is_stale(spark, config, processed[day], fingerprints):
-                log.info("day %s continues from days this run changed: processing it again", day)
-                pending.add(day)
+        following = [processed[d] for d in days_after(step_last, timezone, rules.max_session_duration)
+                     if d in processed and d not in pending]
+        for day in sorted(_stale_days(spark, config, following, fingerprints)):
+            log.info("day %s continues from days this run changed: processing it again", day)
+            pending.add(day)
     return run_ids
 
 
@@ -139,13 +138,18 @@ def _runs(spark: SparkSession, config: JobConfig) -> list[RunRecord]:
     return load_runs(read_table(spark, config.output.table_path(Table.RUNS)))
 
 
-def _is_stale(spark: SparkSession, config: JobConfig, state: DayState, fingerprints: dict[date, str]) -> bool:
+def _stale_days(
+    spark: SparkSession, config: JobConfig, states: list[DayState], fingerprints: dict[date, str]
+) -> set[date]:
+    """The processed days among `states` whose input or anchors changed since they were processed."""
     rules, timezone = config.sessionization, config.reporting.timezone
-    dependencies = input_dependencies(state.day, timezone, rules.max_session_duration)
-    return (
-        input_fingerprint(dependencies, fingerprints) != state.input_fingerprint
-        or _anchor_fingerprint(spark, config, state.day) != state.anchor_fingerprint
-    )
+    anchors = _anchor_fingerprints(spark, config, [state.day for state in states])
+    return {
+        state.day for state in states
+        if input_fingerprint(input_dependencies(state.day, timezone, rules.max_session_duration), fingerprints)
+        != state.input_fingerprint
+        or anchors[state.day] != state.anchor_fingerprint
+    }
 
 
 def _anchor_window(config: JobConfig, first_day: date):
@@ -155,13 +159,17 @@ def _anchor_window(config: JobConfig, first_day: date):
     return first_instant - 2 * cap, first_instant - cap, first_instant
 
 
-def _anchor_fingerprint(spark: SparkSession, config: JobConfig, day: date) -> str:
+def _anchor_fingerprints(spark: SparkSession, config: JobConfig, days: list[date]) -> dict[date, str]:
     stored = read_table(spark, config.output.table_path(Table.SESSIONS))
-    if stored is None:
-        return NO_ANCHORS
-    since, _, until = _anchor_window(config, day)
-    window = stored.where(F.col("session_date").between(F.lit(local_day(since, config.reporting.timezone)), F.lit(day)))
-    return latest_sessions_before(window, since, until).agg(anchor_fingerprint().alias("fp")).first()["fp"]
+    if stored is None or not days:
+        return {day: NO_ANCHORS for day in days}
+    windows = [(day, *_anchor_window(config, day)[::2]) for day in days]  # day, since, until
+    first_stored_day = local_day(min(since for _, since, _ in windows), config.reporting.timezone)
+    rows = anchor_fingerprints(
+        stored.where(F.col("session_date").between(F.lit(first_stored_day), F.lit(max(days)))),
+        spark.createDataFrame(windows, "day date, since timestamp, until timestamp"),
+    ).collect()  # a row per day
+    return {day: NO_ANCHORS for day in days} | {row["day"]: row["fingerprint"] for row in rows}
 
 
 def _step(
@@ -388,11 +396,12 @@ def _process(
     replace_kpis(kpis, config.output.table_path(Table.KPIS), periods)
 
     read_counts, kept = reading.get, dedup.get
+    anchors = _anchor_fingerprints(spark, config, sorted(run_days))
     day_states = tuple(
         DayState(
             day,
             input_fingerprint(input_dependencies(day, timezone, rules.max_session_duration), fingerprints),
-            _anchor_fingerprint(spark, config, day),
+            anchors[day],
         )
         for day in sorted(run_days)
     )

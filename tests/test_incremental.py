@@ -6,6 +6,8 @@ from pyspark.sql import Row
 from pyspark.testing import assertDataFrameEqual
 
 from jobs.incremental import (
+    anchor_fingerprint,
+    anchor_fingerprints,
     counts_before,
     latest_sessions_before,
     numbered,
@@ -38,6 +40,30 @@ def test_the_anchor_is_each_users_latest_stored_session_in_the_lookback(spark):
     anchors = latest_sessions_before(sessions, utc("2026-10-31T00:00:00"), utc("2026-11-02T00:00:00"))
 
     assertDataFrameEqual(anchors.select("session_id"), [Row(session_id="s2")])
+
+
+def test_each_days_anchor_fingerprint_covers_exactly_that_days_anchors(spark):
+    sessions = spark.createDataFrame(
+        [("s1", "u1", utc("2026-11-01T10:00:00"), utc("2026-11-01T10:05:00"), 2),
+         ("s2", "u1", utc("2026-11-01T20:00:00"), utc("2026-11-01T20:00:00"), 1),
+         ("s3", "u2", utc("2026-11-02T05:00:00"), utc("2026-11-02T05:30:00"), 3)],
+        "session_id string, user_id string, session_start timestamp, session_end timestamp, actions long",
+    )
+    windows = spark.createDataFrame(
+        [(date(2026, 11, 2), utc("2026-10-31T00:00:00"), utc("2026-11-02T00:00:00")),
+         (date(2026, 11, 3), utc("2026-11-01T00:00:00"), utc("2026-11-03T00:00:00")),
+         (date(2026, 11, 9), utc("2026-11-07T00:00:00"), utc("2026-11-09T00:00:00"))],
+        "day date, since timestamp, until timestamp",
+    )
+
+    by_day = {r["day"]: r["fingerprint"] for r in anchor_fingerprints(sessions, windows).collect()}
+
+    # 2 Nov: u1's latest session before midnight (s2); 3 Nov: s2 and u2's s3; 9 Nov: none, so no row.
+    def fingerprint_of(*ids):
+        return sessions.where(sessions.session_id.isin(*ids)).agg(anchor_fingerprint().alias("f")).first()["f"]
+
+    assert by_day == {date(2026, 11, 2): fingerprint_of("s2"), date(2026, 11, 3): fingerprint_of("s2", "s3")}
+    assert by_day[date(2026, 11, 2)].startswith("1:") and by_day[date(2026, 11, 3)].startswith("2:")
 
 
 def test_an_anchor_that_may_still_be_open_resumes_at_its_start_an_older_one_at_the_first_instant(spark):
