@@ -162,17 +162,18 @@ def anchor_fingerprint() -> Column:
 
 
 def anchor_fingerprints(stored: DataFrame, windows: DataFrame) -> DataFrame:
-    """day, fingerprint: for each window (day, since, until), the anchor_fingerprint of the stored sessions that
-    latest_sessions_before(stored, since, until) picks, all days in one query. A day without anchors has no row
-    (its fingerprint is NO_ANCHORS)."""
+    """day, fingerprint: for each window (window_day, window_since, window_until), the anchor_fingerprint of the
+    stored sessions that latest_sessions_before(stored, window_since, window_until) picks, all days in one query.
+    A day without anchors has no row (its fingerprint is NO_ANCHORS)."""
     start = F.col("session_start")
-    latest_per_day = Window.partitionBy("day", "user_id").orderBy(start.desc(), F.col("session_id").desc())
+    latest_per_day = Window.partitionBy("window_day", "user_id").orderBy(start.desc(), F.col("session_id").desc())
+    in_window = (start >= F.col("window_since")) & (start < F.col("window_until"))
     return (
         stored
-        .join(F.broadcast(windows), (start >= F.col("since")) & (start < F.col("until")))  # windows: a row a day
+        .join(F.broadcast(windows), in_window, how="inner")  # windows: a row per day
         .withColumn("recency", F.row_number().over(latest_per_day))
         .where(F.col("recency") == 1)
-        .groupBy("day")
+        .groupBy(F.col("window_day").alias("day"))
         .agg(anchor_fingerprint().alias("fingerprint"))
     )
 

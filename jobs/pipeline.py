@@ -163,11 +163,14 @@ def _anchor_fingerprints(spark: SparkSession, config: JobConfig, days: list[date
     stored = read_table(spark, config.output.table_path(Table.SESSIONS))
     if stored is None or not days:
         return {day: NO_ANCHORS for day in days}
-    windows = [(day, *_anchor_window(config, day)[::2]) for day in days]  # day, since, until
+    windows = []
+    for day in days:
+        since, _, until = _anchor_window(config, day)
+        windows.append((day, since, until))
     first_stored_day = local_day(min(since for _, since, _ in windows), config.reporting.timezone)
     rows = anchor_fingerprints(
         stored.where(F.col("session_date").between(F.lit(first_stored_day), F.lit(max(days)))),
-        spark.createDataFrame(windows, "day date, since timestamp, until timestamp"),
+        spark.createDataFrame(windows, "window_day date, window_since timestamp, window_until timestamp"),
     ).collect()  # a row per day
     return {day: NO_ANCHORS for day in days} | {row["day"]: row["fingerprint"] for row in rows}
 
@@ -199,20 +202,18 @@ def _step(
         changed_days_not_processed=changed_left,
     )
     append_run(to_frame(spark, claim), runs_path, claim.run_id)
-    # The lock: of the runs marked running, the one whose row was committed first goes on; a later one stops.
-    # The rows are read before the commit versions, so every row seen has its version in the history read after.
-    runs = _runs(spark, config)
-    commits = commits_by_tag(spark, runs_path)
-    mine = commits[claim.run_id]
-    earlier = [r for r in active_runs(runs) if commits.get(r.run_id, -1) < mine]  # -1: before the history read
-    alive = [r for r in earlier if is_alive(r)]
-    if alive:
-        message = _conflict_message(config, alive[0])
-        update_run(to_frame(spark, claim.finished(FAILED, message=message)), runs_path)
-        raise ConflictError(message)
-
     record, progress = claim, _Progress()
     try:
+        # The lock: of the runs marked running, the one whose row was committed first goes on; a later one stops.
+        # The rows are read before the commit versions, so every row seen has its version in the history read after.
+        runs = _runs(spark, config)
+        commits = commits_by_tag(spark, runs_path)
+        mine = commits[claim.run_id]
+        earlier = [r for r in active_runs(runs) if commits.get(r.run_id, -1) < mine]  # -1: before the history read
+        alive = [r for r in earlier if is_alive(r)]
+        if alive:
+            raise ConflictError(_conflict_message(config, alive[0]))
+
         # Every run before this one has finished or died, and none can start writing now: repair the broken ones.
         processed = set(processed_days(runs))
         for broken in sorted(earlier + needing_repair(runs), key=lambda r: commits.get(r.run_id, -1)):
@@ -230,7 +231,8 @@ def _step(
         with tagged_commits(spark, record.run_id):
             finished = _process(spark, config, record, fingerprints, processed, progress)
     except BaseException as error:
-        message = f"{type(error).__name__}: {error}"[:2000]
+        # Whatever stopped the run, its row must not stay running: later runs would take it for a live one.
+        message = str(error) if isinstance(error, ConflictError) else f"{type(error).__name__}: {error}"[:2000]
         failed = record.finished(FAILED, wrote_tables=progress.wrote_tables, message=message)
         update_run(to_frame(spark, failed), runs_path)
         raise
@@ -265,14 +267,17 @@ def _repair(
     tables = [config.output.table_path(t) for t in (Table.SESSIONS, Table.USERS, Table.QUARANTINE, Table.KPIS)]
     starts = [writer_start(spark, path, broken.run_id) for path in tables]
     runs_path = config.output.table_path(Table.RUNS)
+    versions = (starts[0].version_read, starts[1].version_read)
     if all(start.first_commit is None for start in starts):
-        log.warning("run %s (days %s..%s) died before writing: nothing to repair", broken.run_id,
-                    broken.first_day, broken.last_day)
-        message = f"{broken.message or 'died'} before writing anything; seen by {repairer}"
-        update_run(to_frame(spark, broken.finished(FAILED, wrote_tables=False, message=message)), runs_path)
-        return set()
+        if not broken.wrote_tables and broken.sessions_version is None and broken.users_version is None:
+            log.warning("run %s (days %s..%s) died before writing: nothing to repair", broken.run_id,
+                        broken.first_day, broken.last_day)
+            message = f"{broken.message or 'died'} before writing anything; seen by {repairer}"
+            update_run(to_frame(spark, broken.finished(FAILED, wrote_tables=False, message=message)), runs_path)
+            return set()
+        versions = (broken.sessions_version, broken.users_version)  # a run from before commits were tagged
     log.warning("run %s (days %s..%s) did not finish: repairing it", broken.run_id, broken.first_day, broken.last_day)
-    record = replace(broken, sessions_version=starts[0].version_read, users_version=starts[1].version_read)
+    record = replace(broken, sessions_version=versions[0], users_version=versions[1])
     with tagged_commits(spark, broken.run_id):
         repaired = _process(spark, config, record, fingerprints, processed, _Progress())
     message = f"{broken.message or 'did not finish'}; repaired by {repairer}"

@@ -3,6 +3,7 @@
 from datetime import date, timedelta
 
 from pyspark.sql import Row
+from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from jobs.incremental import (
@@ -53,14 +54,14 @@ def test_each_days_anchor_fingerprint_covers_exactly_that_days_anchors(spark):
         [(date(2026, 11, 2), utc("2026-10-31T00:00:00"), utc("2026-11-02T00:00:00")),
          (date(2026, 11, 3), utc("2026-11-01T00:00:00"), utc("2026-11-03T00:00:00")),
          (date(2026, 11, 9), utc("2026-11-07T00:00:00"), utc("2026-11-09T00:00:00"))],
-        "day date, since timestamp, until timestamp",
+        "window_day date, window_since timestamp, window_until timestamp",
     )
 
     by_day = {r["day"]: r["fingerprint"] for r in anchor_fingerprints(sessions, windows).collect()}
 
     # 2 Nov: u1's latest session before midnight (s2); 3 Nov: s2 and u2's s3; 9 Nov: none, so no row.
     def fingerprint_of(*ids):
-        return sessions.where(sessions.session_id.isin(*ids)).agg(anchor_fingerprint().alias("f")).first()["f"]
+        return sessions.where(F.col("session_id").isin(*ids)).agg(anchor_fingerprint().alias("f")).first()["f"]
 
     assert by_day == {date(2026, 11, 2): fingerprint_of("s2"), date(2026, 11, 3): fingerprint_of("s2", "s3")}
     assert by_day[date(2026, 11, 2)].startswith("1:") and by_day[date(2026, 11, 3)].startswith("2:")

@@ -103,7 +103,9 @@ def out_of_order(draw):
 def backfill(draw):
     # Later days first, then a range from the first day: a backfill of days earlier than anything processed.
     processed = draw(st.sampled_from([DAYS[1:], DAYS[2:]]))
-    return _day_by_day(processed) + [(DAYS[0], draw(st.sampled_from(DAYS)))]
+    # The range reaches at least the day before the processed ones, so every day is run.
+    last = draw(st.sampled_from(DAYS[len(DAYS) - len(processed) - 1:]))
+    return _day_by_day(processed) + [(DAYS[0], last)]
 
 
 def configure(root: Path) -> Path:

@@ -1,6 +1,7 @@
 from datetime import date
 
 import pytest
+from delta.tables import DeltaTable
 from pyspark.sql import Row
 from pyspark.testing import assertDataFrameEqual
 
@@ -104,6 +105,10 @@ def test_a_writers_start_is_the_version_before_its_first_tagged_commit(spark, tm
     assert writer_start(spark, path, "first") == WriterStart(first_commit=0, version_read=None)
     assert writer_start(spark, path, "never") == WriterStart(first_commit=None, version_read=4)
     assert writer_start(spark, str(tmp_path / "none"), "a") == WriterStart(first_commit=None, version_read=None)
+    # A MERGE is tagged too (repairs rely on every write of a run carrying its id).
+    with tagged_commits(spark, "merge"):
+        (DeltaTable.forPath(spark, path).alias("t").merge(row.alias("r"), "t.x = r.x").whenMatchedUpdateAll().execute())
+    assert writer_start(spark, path, "merge") == WriterStart(first_commit=5, version_read=4)
     # The tag lasts the block only: a commit after it is untagged.
     row.write.format("delta").mode("append").save(path)
     assert spark.sql(f"DESCRIBE HISTORY delta.`{path}` LIMIT 1").first()["userMetadata"] is None
