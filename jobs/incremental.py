@@ -16,8 +16,15 @@ from pyspark.sql.types import StructType
 
 from jobs.sessionize import session_schema
 
-def _latest_first() -> WindowSpec:
-    return Window.partitionBy("user_id").orderBy(F.col("session_start").desc(), F.col("session_id").desc())
+def _keep_latest(sessions: DataFrame, *per: str) -> DataFrame:
+    # Per key, the session with the latest start; session_id breaks ties, so the same rows give the same pick.
+    latest_first = Window.partitionBy(*per).orderBy(F.col("session_start").desc(), F.col("session_id").desc())
+    return (
+        sessions
+        .withColumn("recency", F.row_number().over(latest_first))
+        .where(F.col("recency") == 1)
+        .drop("recency")
+    )
 
 
 def latest_sessions_before(stored: DataFrame, since: datetime, until: datetime) -> DataFrame:
@@ -26,9 +33,7 @@ def latest_sessions_before(stored: DataFrame, since: datetime, until: datetime) 
     return (
         stored
         .where((F.col("session_start") >= F.lit(since)) & (F.col("session_start") < F.lit(until)))
-        .withColumn("recency", F.row_number().over(_latest_first()))
-        .where(F.col("recency") == 1)
-        .drop("recency")
+        .transform(_keep_latest, "user_id")
     )
 
 
@@ -166,13 +171,11 @@ def anchor_fingerprints(stored: DataFrame, windows: DataFrame) -> DataFrame:
     stored sessions that latest_sessions_before(stored, window_since, window_until) picks, all days in one query.
     A day without anchors has no row (its fingerprint is NO_ANCHORS)."""
     start = F.col("session_start")
-    latest_per_day = Window.partitionBy("window_day", "user_id").orderBy(start.desc(), F.col("session_id").desc())
     in_window = (start >= F.col("window_since")) & (start < F.col("window_until"))
     return (
         stored
         .join(F.broadcast(windows), in_window, how="inner")  # windows: a row per day
-        .withColumn("recency", F.row_number().over(latest_per_day))
-        .where(F.col("recency") == 1)
+        .transform(_keep_latest, "window_day", "user_id")
         .groupBy(F.col("window_day").alias("day"))
         .agg(anchor_fingerprint().alias("fingerprint"))
     )

@@ -107,9 +107,8 @@ def run(spark: SparkSession, config: JobConfig, first_day: date, last_day: date)
     late = {day for day in changed if window_start <= day < first_day}
     left = tuple(day for day in changed if day < window_start)
     # A processed day in the window whose stored context changed (a follow-up cut off by a crash or a conflict).
-    late |= _stale_days(
-        spark, config, [s for d, s in processed.items() if window_start <= d < first_day and d not in late], fingerprints
-    )
+    in_window = [state for day, state in processed.items() if window_start <= day < first_day and day not in late]
+    late |= _stale_days(spark, config, in_window, fingerprints)
     if left:
         log.warning(
             "input changed for processed days %s, outside this run's late-data window (from %s): "
@@ -144,12 +143,14 @@ def _stale_days(
     """The processed days among `states` whose input or anchors changed since they were processed."""
     rules, timezone = config.sessionization, config.reporting.timezone
     anchors = _anchor_fingerprints(spark, config, [state.day for state in states])
-    return {
-        state.day for state in states
-        if input_fingerprint(input_dependencies(state.day, timezone, rules.max_session_duration), fingerprints)
-        != state.input_fingerprint
-        or anchors[state.day] != state.anchor_fingerprint
-    }
+    stale = set()
+    for state in states:
+        inputs = input_dependencies(state.day, timezone, rules.max_session_duration)
+        input_changed = input_fingerprint(inputs, fingerprints) != state.input_fingerprint
+        anchors_changed = anchors[state.day] != state.anchor_fingerprint
+        if input_changed or anchors_changed:
+            stale.add(state.day)
+    return stale
 
 
 def _anchor_window(config: JobConfig, first_day: date):
@@ -267,15 +268,18 @@ def _repair(
     tables = [config.output.table_path(t) for t in (Table.SESSIONS, Table.USERS, Table.QUARANTINE, Table.KPIS)]
     starts = [writer_start(spark, path, broken.run_id) for path in tables]
     runs_path = config.output.table_path(Table.RUNS)
-    versions = (starts[0].version_read, starts[1].version_read)
-    if all(start.first_commit is None for start in starts):
-        if not broken.wrote_tables and broken.sessions_version is None and broken.users_version is None:
-            log.warning("run %s (days %s..%s) died before writing: nothing to repair", broken.run_id,
-                        broken.first_day, broken.last_day)
-            message = f"{broken.message or 'died'} before writing anything; seen by {repairer}"
-            update_run(to_frame(spark, broken.finished(FAILED, wrote_tables=False, message=message)), runs_path)
-            return set()
+    wrote_tagged = any(start.first_commit is not None for start in starts)
+    recorded_versions = broken.sessions_version is not None or broken.users_version is not None
+    if wrote_tagged:
+        versions = (starts[0].version_read, starts[1].version_read)
+    elif broken.wrote_tables or recorded_versions:
         versions = (broken.sessions_version, broken.users_version)  # a run from before commits were tagged
+    else:
+        log.warning("run %s (days %s..%s) died before writing: nothing to repair", broken.run_id,
+                    broken.first_day, broken.last_day)
+        message = f"{broken.message or 'died'} before writing anything; seen by {repairer}"
+        update_run(to_frame(spark, broken.finished(FAILED, wrote_tables=False, message=message)), runs_path)
+        return set()
     log.warning("run %s (days %s..%s) did not finish: repairing it", broken.run_id, broken.first_day, broken.last_day)
     record = replace(broken, sessions_version=versions[0], users_version=versions[1])
     with tagged_commits(spark, broken.run_id):

@@ -4,7 +4,6 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from pyspark.sql import Row
-from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from tests.helpers import utc
