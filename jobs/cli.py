@@ -11,7 +11,7 @@ from typing import Sequence
 
 from jobs.config import ConfigError, InputFormat, JobConfig, load_config
 from jobs.read import InputError
-from jobs.runs import ConflictError
+from jobs.runs import AccountingError, ConflictError
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as error:
         print(f"sessionlake: error: {error}", file=sys.stderr)
         return 1
+    except AccountingError as error:
+        print(f"sessionlake: error: {error}", file=sys.stderr)
+        return 1
     except ConflictError as error:
         print(f"sessionlake: error: {error}", file=sys.stderr)
         return 3
@@ -110,8 +113,8 @@ def _run(config: JobConfig, first_day: date, last_day: date) -> None:
     from jobs.spark_session import get_spark
 
     spark = get_spark()
-    pipeline.run(spark, config, first_day, last_day)
-    print(pipeline.summary(spark, config, first_day, last_day))
+    run_ids = pipeline.run(spark, config, first_day, last_day)
+    print(pipeline.summary(spark, config, first_day, last_day, run_ids))
 
 
 def _sample(config: JobConfig, users: int, first_day: date, days: int) -> None:

@@ -96,6 +96,25 @@ class Sessionization(_Frozen):
         return self
 
 
+class Validation(_Frozen):
+    """Data-quality rules applied to every input row before sessionization."""
+
+    # How far event_ts may fall outside the UTC day of its partition (clock skew, late uploads) and still count.
+    # Every run reads this much more input on each side of its days.
+    partition_tolerance: Duration = timedelta(0)
+    # A user with more events than this in one input partition (UTC day) is a bot or a test account: all their
+    # rows of that day are quarantined. None: no limit.
+    bot_max_events_per_day: Annotated[int, Field(gt=0)] | None = None
+    # A reporting day without input partitions is skipped and reported (false) or fails the run (true).
+    require_every_day: bool = False
+
+    @model_validator(mode="after")
+    def _tolerance_not_negative(self) -> Validation:
+        if self.partition_tolerance < timedelta(0):
+            raise ValueError("partition_tolerance must be 0s or more")
+        return self
+
+
 class Reporting(_Frozen):
     timezone: TimeZoneName = "UTC"
     segments: tuple[ColumnName, ...] = ("platform", "country")
@@ -131,6 +150,7 @@ class OutputSpec(_Frozen):
 class JobConfig(_Frozen):
     input: InputSpec
     sessionization: Sessionization = Sessionization()
+    validation: Validation = Validation()
     reporting: Reporting = Reporting()
     output: OutputSpec
 

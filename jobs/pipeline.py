@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
 from pyspark import StorageLevel
@@ -65,6 +65,7 @@ from jobs.runs import (
     REPAIRED,
     RUNNING,
     SUCCEEDED,
+    AccountingError,
     ConflictError,
     RunRecord,
     active_runs,
@@ -76,7 +77,7 @@ from jobs.runs import (
     to_frame,
 )
 from jobs.sessionize import session_schema, sessionize
-from jobs.validate import to_quarantine, valid_events, with_reject_reason
+from jobs.validate import REASONS, to_quarantine, valid_events, with_bot_user_days, with_reject_reason
 from jobs.write import (
     append_run,
     merge_users,
@@ -99,16 +100,23 @@ def run(spark: SparkSession, config: JobConfig, first_day: date, last_day: date)
     older than the window are logged and recorded, not processed.
     """
     rules, timezone = config.sessionization, config.reporting.timezone
-    fingerprints = partition_fingerprints(spark, config.input)
-    processed = processed_days(_runs(spark, config))
-    asked = set(days_between(first_day, last_day))
-    changed = changed_inputs(processed, fingerprints, timezone, rules.max_session_duration)
+    tolerance = config.validation.partition_tolerance
     window_start = first_day - timedelta(days=config.input.late_days)
+    inputs = _list_input(spark, config, window_start, last_day)
+    fingerprints = inputs.fingerprints
+    runs = _runs(spark, config)
+    processed = processed_days(runs)
+    without_input = _days_without_input(config, inputs, first_day, last_day)
+    asked = set(days_between(first_day, last_day)) - set(without_input)
+    changed = changed_inputs(processed, fingerprints, timezone, rules.max_session_duration, tolerance)
     late = {day for day in changed if window_start <= day < first_day}
     left = tuple(day for day in changed if day < window_start)
     # A processed day in the window whose stored context changed (a follow-up cut off by a crash or a conflict).
     in_window = [state for day, state in processed.items() if window_start <= day < first_day and day not in late]
     late |= _stale_days(spark, config, in_window, fingerprints)
+    # A day skipped for want of input whose input has arrived since.
+    skipped = {day for r in runs for day in r.days_without_input if window_start <= day < first_day} - set(processed)
+    late |= {day for day in skipped if _has_input(config, inputs, day)}
     if left:
         log.warning(
             "input changed for processed days %s, outside this run's late-data window (from %s): "
@@ -122,7 +130,8 @@ def run(spark: SparkSession, config: JobConfig, first_day: date, last_day: date)
         step_days = set(days_between(step_first, step_last))
         pending -= step_days
         reason = "requested" if step_days & asked else reasons.get(step_first, "follows changed days")
-        record = _step(spark, config, step_first, step_last, (first_day, last_day), reason, fingerprints, left)
+        context = _RunContext((first_day, last_day), inputs, left, without_input)
+        record = _step(spark, config, step_first, step_last, reason, context)
         run_ids.append(record.run_id)
         processed.update({state.day: state for state in record.day_states})
         following = [processed[d] for d in days_after(step_last, timezone, rules.max_session_duration)
@@ -131,6 +140,75 @@ def run(spark: SparkSession, config: JobConfig, first_day: date, last_day: date)
             log.info("day %s continues from days this run changed: processing it again", day)
             pending.add(day)
     return run_ids
+
+
+@dataclass(frozen=True)
+class _Input:
+    """The input as a run found it: per partition date, a fingerprint of its files; and the dates present."""
+
+    fingerprints: dict[date, str]
+    present: frozenset[date]
+
+
+@dataclass(frozen=True)
+class _RunContext:
+    """What every step of one `run` call shares: the days asked, the input found, and the days it left out."""
+
+    requested: tuple[date, date]
+    input: _Input
+    changed_days_not_processed: tuple[date, ...]
+    days_without_input: tuple[date, ...]
+
+
+def _list_input(spark: SparkSession, config: JobConfig, first_day: date, last_day: date) -> _Input:
+    """List the input partitions and check the input's format, columns and types: every input error is raised
+    here, before a run writes anything."""
+    rules = config.sessionization
+    fingerprints = partition_fingerprints(spark, config.input)
+    first_input, last_input = input_days(
+        first_day, last_day, config.reporting.timezone, rules.max_session_duration,
+        config.validation.partition_tolerance,
+    )
+    events = read_events(spark, config.input, config.reporting.segments, first_input, last_input)
+    if not fingerprints and config.input.format is InputFormat.DELTA:
+        return _Input(fingerprints, frozenset(unpartitioned_days(events)))
+    return _Input(fingerprints, frozenset(fingerprints))
+
+
+def _missing_partitions(config: JobConfig, inputs: _Input, day: date) -> list[date]:
+    return [p for p in required_partitions(day, day, config.reporting.timezone) if p not in inputs.present]
+
+
+def _has_input(config: JobConfig, inputs: _Input, day: date) -> bool:
+    return not _missing_partitions(config, inputs, day)
+
+
+def _days_without_input(config: JobConfig, inputs: _Input, first_day: date, last_day: date) -> tuple[date, ...]:
+    """The days of [first_day, last_day] that lack an input partition they overlap, logged one by one.
+
+    A run replaces its days in every table, so running a day without input would erase what was stored: such a
+    day is skipped, or fails the run when validation.require_every_day is set or when no day has input.
+    """
+    asked = days_between(first_day, last_day)
+    missing = {day: _missing_partitions(config, inputs, day) for day in asked}
+    without = tuple(day for day in asked if missing[day])
+    if not without:
+        return ()
+    path = config.input.path
+    found = f"{min(inputs.present)}..{max(inputs.present)}" if inputs.present else "none"
+    if len(without) == len(asked):
+        raise InputError(f"input {path!r} has no partition for {first_day}..{last_day} (partitions found: {found}); "
+                         "nothing was written")
+    if config.validation.require_every_day:
+        partitions = sorted({p for day in without for p in missing[day]})
+        raise InputError(
+            f"input {path!r} has no partition for {', '.join(map(str, partitions))}, and "
+            "validation.require_every_day is set; nothing was written"
+        )
+    for day in without:
+        log.warning("day %s skipped: input partition %s missing (it can be run once the input is there)",
+                    day, ", ".join(map(str, missing[day])))
+    return without
 
 
 def _runs(spark: SparkSession, config: JobConfig) -> list[RunRecord]:
@@ -142,10 +220,11 @@ def _stale_days(
 ) -> set[date]:
     """The processed days among `states` whose input or anchors changed since they were processed."""
     rules, timezone = config.sessionization, config.reporting.timezone
+    tolerance = config.validation.partition_tolerance
     anchors = _anchor_fingerprints(spark, config, [state.day for state in states])
     stale = set()
     for state in states:
-        inputs = input_dependencies(state.day, timezone, rules.max_session_duration)
+        inputs = input_dependencies(state.day, timezone, rules.max_session_duration, tolerance)
         input_changed = input_fingerprint(inputs, fingerprints) != state.input_fingerprint
         anchors_changed = anchors[state.day] != state.anchor_fingerprint
         if input_changed or anchors_changed:
@@ -181,18 +260,16 @@ def _step(
     config: JobConfig,
     first_day: date,
     last_day: date,
-    requested: tuple[date, date],
     reason: str,
-    fingerprints: dict[date, str],
-    changed_left: tuple[date, ...],
+    context: _RunContext,
 ) -> RunRecord:
     """Claim the output, repair the runs that died or failed half way, process [first_day, last_day] and record
     the outcome in runs; the finished record."""
     runs_path = config.output.table_path(Table.RUNS)
     claim = RunRecord(
         run_id=uuid.uuid4().hex,
-        requested_first_day=requested[0],
-        requested_last_day=requested[1],
+        requested_first_day=context.requested[0],
+        requested_last_day=context.requested[1],
         first_day=first_day,
         last_day=last_day,
         reason=reason,
@@ -200,8 +277,10 @@ def _step(
         started_at=now(),
         sessions_version=None,
         users_version=None,
-        changed_days_not_processed=changed_left,
+        changed_days_not_processed=context.changed_days_not_processed,
+        days_without_input=context.days_without_input,
     )
+    fingerprints = context.input.fingerprints
     append_run(to_frame(spark, claim), runs_path, claim.run_id)
     record, progress = claim, _Progress()
     try:
@@ -327,19 +406,28 @@ def _process(
 ) -> RunRecord:
     first_day, last_day = record.first_day, record.last_day
     rules, segments, timezone = config.sessionization, config.reporting.segments, config.reporting.timezone
+    tolerance = config.validation.partition_tolerance
     sessions_path, users_path = config.output.table_path(Table.SESSIONS), config.output.table_path(Table.USERS)
     lookback_start, context_start, first_instant = _anchor_window(config, first_day)
-    first_input, last_input = input_days(first_day, last_day, timezone, rules.max_session_duration)
+    first_input, last_input = input_days(first_day, last_day, timezone, rules.max_session_duration, tolerance)
 
     events = read_events(spark, config.input, segments, first_input, last_input)
     unpartitioned = not fingerprints and config.input.format is InputFormat.DELTA
     present = unpartitioned_days(events) if unpartitioned else set(fingerprints)
     _require_every_day(present, config, first_day, last_day)
+    # The run accounts for the rows of its own partitions: each is quarantined, deduplicated or sessionized. The
+    # three counts are taken at three different steps, so a row lost or duplicated between them shows.
+    is_own_row = _is_owned_by_run(first_day, last_day)
     reading, dedup = Observation("read"), Observation("dedup")
-    checked = events.transform(with_reject_reason).observe(
-        reading,
-        F.count(F.lit(1)).alias("rows"),
-        F.count(F.col("reject_reason")).alias("rejected"),
+    checked = (
+        events
+        .transform(with_reject_reason, config.validation.partition_tolerance)
+        .transform(with_bot_user_days, config.validation.bot_max_events_per_day)
+        .observe(
+            reading,
+            F.count_if(is_own_row).alias("rows"),
+            *[F.count_if(is_own_row & (F.col("reject_reason") == reason)).alias(reason) for reason in REASONS],
+        )
     )
 
     stored = _stored(spark, sessions_path, record.sessions_version, session_schema(segments))
@@ -350,7 +438,7 @@ def _process(
     anchors = latest_sessions_before(lookback, lookback_start, first_instant)
     new_sessions = sessionize(
         valid_events(checked), rules.inactivity_timeout, rules.max_session_duration, segments, timezone,
-        resume_points(anchors, context_start, first_instant), dedup,
+        resume_points(anchors, context_start, first_instant), dedup, is_own_row,
     )
     stored_from = stored.where(F.col("session_date") >= F.lit(first_day))
     old_run_sessions = stored_from.where(F.col("session_date") <= F.lit(last_day))
@@ -387,7 +475,7 @@ def _process(
         owned.unpersist()
 
     quarantine = (
-        to_quarantine(checked.where(_is_owned_by_run(first_day, last_day)), record.run_id)
+        to_quarantine(checked.where(is_own_row), record.run_id)
         .repartition("event_date")  # few rows: one file per day instead of one per input task and day
     )
     rows_quarantined = replace_quarantine(quarantine, config.output.table_path(Table.QUARANTINE), first_day, last_day)
@@ -404,12 +492,16 @@ def _process(
     )
     replace_kpis(kpis, config.output.table_path(Table.KPIS), periods)
 
-    read_counts, kept = reading.get, dedup.get
+    read_counts, dedup_counts = reading.get, dedup.get
+    counts = _accounted(
+        record, read_counts["rows"], dedup_counts["kept"], rows_quarantined, dedup_counts["copies"],
+        {reason: read_counts[reason] for reason in REASONS if read_counts[reason]},
+    )
     anchors = _anchor_fingerprints(spark, config, sorted(run_days))
     day_states = tuple(
         DayState(
             day,
-            input_fingerprint(input_dependencies(day, timezone, rules.max_session_duration), fingerprints),
+            input_fingerprint(input_dependencies(day, timezone, rules.max_session_duration, tolerance), fingerprints),
             anchors[day],
         )
         for day in sorted(run_days)
@@ -418,12 +510,36 @@ def _process(
         SUCCEEDED,
         wrote_tables=True,
         partitions_read=tuple(sorted(d for d in present if first_input <= d <= last_input)),
-        rows_read=read_counts["rows"],
-        rows_deduplicated=read_counts["rows"] - read_counts["rejected"] - kept["kept"],
-        rows_quarantined=rows_quarantined,
+        **counts,
         sessions_written=sessions_written,
         day_states=day_states,
     )
+
+
+def _accounted(
+    record: RunRecord, rows_read: int, rows_sessionized: int, rows_quarantined: int, rows_deduplicated: int,
+    quarantine_reasons: dict[str, int],
+) -> dict:
+    """The run's row counts as RunRecord fields, once they add up; AccountingError when a row is unaccounted for."""
+    counts = {
+        "rows_read": rows_read,
+        "rows_sessionized": rows_sessionized,
+        "rows_quarantined": rows_quarantined,
+        "rows_deduplicated": rows_deduplicated,
+        "quarantine_reasons": quarantine_reasons,
+    }
+    log.info("run %s: rows read %s = sessionized %s + quarantined %s + deduplicated %s; quarantined by reason: %s",
+             record.run_id, rows_read, rows_sessionized, rows_quarantined, rows_deduplicated,
+             quarantine_reasons or "none")
+    if rows_read != rows_sessionized + rows_quarantined + rows_deduplicated or (
+        rows_quarantined != sum(quarantine_reasons.values())
+    ):
+        raise AccountingError(
+            f"run {record.run_id} (days {record.first_day}..{record.last_day}): rows read ({rows_read:,}) != "
+            f"sessionized ({rows_sessionized:,}) + quarantined ({rows_quarantined:,}, by reason "
+            f"{sum(quarantine_reasons.values()):,}) + deduplicated ({rows_deduplicated:,})"
+        )
+    return counts
 
 
 def _changed_first_seen_days(updates: DataFrame, users: DataFrame, timezone: str) -> set[date]:
@@ -444,8 +560,9 @@ def _changed_first_seen_days(updates: DataFrame, users: DataFrame, timezone: str
     return {row["day"] for row in rows}
 
 
-def summary(spark: SparkSession, config: JobConfig, first_day: date, last_day: date) -> str:
-    """A short text report of the run's KPI rows (dimension `all`) and quarantined rows by reason."""
+def summary(spark: SparkSession, config: JobConfig, first_day: date, last_day: date, run_ids: list[str]) -> str:
+    """A short text report of the KPI rows (dimension `all`) of [first_day, last_day], and the row accounting of
+    the runs `run_ids` (from the runs table: rows read, sessionized, quarantined by reason, deduplicated)."""
     periods = periods_of(days_between(first_day, last_day))
     kpi_rows = (
         read_table(spark, config.output.table_path(Table.KPIS))
@@ -464,12 +581,25 @@ def summary(spark: SparkSession, config: JobConfig, first_day: date, last_day: d
             f"{row['period']:<6} {row['period_start'].isoformat():<10} {row['sessions']:>10,} {row['users']:>8,}"
             f" {row['actions']:>11,} {row['aps']:>7.2f} {row['spu']:>6.2f}{partial}"
         )
-    quarantine = read_table(spark, config.output.table_path(Table.QUARANTINE))
-    if quarantine is not None:
-        reasons = (
-            quarantine.where(_is_owned_by_run(first_day, last_day))
-            .groupBy("reject_reason").count().orderBy("reject_reason").collect()  # one row per reason
-        )
-        quarantined = ", ".join(f"{r['reject_reason']}: {r['count']:,}" for r in reasons) or "none"
-        lines.append(f"quarantined rows: {quarantined}")
+    records = [r for r in _runs(spark, config) if r.run_id in set(run_ids)]
+    lines.extend(_accounting_lines(records))
     return "\n".join(lines)
+
+
+def _accounting_lines(records: list[RunRecord]) -> list[str]:
+    def total(name: str) -> int:
+        return sum(getattr(r, name) or 0 for r in records)
+
+    by_reason: dict[str, int] = {}
+    for record in records:
+        for reason, rows in record.quarantine_reasons.items():
+            by_reason[reason] = by_reason.get(reason, 0) + rows
+    lines = [
+        f"rows read {total('rows_read'):,} = sessionized {total('rows_sessionized'):,} + quarantined "
+        f"{total('rows_quarantined'):,} + deduplicated {total('rows_deduplicated'):,}",
+        "quarantined rows: " + (", ".join(f"{reason}: {rows:,}" for reason, rows in sorted(by_reason.items())) or "none"),
+    ]
+    skipped = sorted({day for record in records for day in record.days_without_input})
+    if skipped:
+        lines.append("days skipped, input missing: " + ", ".join(map(str, skipped)))
+    return lines

@@ -30,15 +30,19 @@ def local_day(instant: datetime, timezone: str) -> date:
     return instant.astimezone(ZoneInfo(timezone)).date()
 
 
-def input_days(first_day: date, last_day: date, timezone: str, max_session_duration: timedelta) -> tuple[date, date]:
+def input_days(
+    first_day: date, last_day: date, timezone: str, max_session_duration: timedelta, tolerance: timedelta = timedelta(0)
+) -> tuple[date, date]:
     """The UTC input partitions a run of reporting days [first_day, last_day] reads.
 
     They cover the run's days in the reporting zone, widened on both sides by max_session_duration: before, to
     continue the sessions stored before the run (or, without them, to see that an event after the first midnight
-    continues a session of the day before); after, so a session starting on last_day is complete.
+    continues a session of the day before); after, so a session starting on last_day is complete. An event may
+    sit in a partition up to `tolerance` (validation.partition_tolerance) away from its time, so that is added too.
     """
     start, end = utc_span(first_day, last_day, timezone)
-    return (start - max_session_duration).date(), (end + max_session_duration).date()
+    reach = max_session_duration + tolerance
+    return (start - reach).date(), (end + reach).date()
 
 
 def required_partitions(first_day: date, last_day: date, timezone: str) -> list[date]:
@@ -48,14 +52,18 @@ def required_partitions(first_day: date, last_day: date, timezone: str) -> list[
     return days_between(start.date(), last)
 
 
-def input_dependencies(day: date, timezone: str, max_session_duration: timedelta) -> list[date]:
+def input_dependencies(
+    day: date, timezone: str, max_session_duration: timedelta, tolerance: timedelta = timedelta(0)
+) -> list[date]:
     """The UTC partitions whose events decide the sessions that start on `day`.
 
-    From max_session_duration before the day (events of sessions it continues) to its end. Partitions after the
-    day only extend the day's last sessions, and the next day's run does that.
+    From max_session_duration before the day (events of sessions it continues) to its end, each side widened by
+    `tolerance` (an event may sit in a partition that far from its time). Partitions after that only extend the
+    day's last sessions, and the next day's run does that.
     """
     start, end = utc_span(day, day, timezone)
-    first, last = (start - max_session_duration).date(), (end - timedelta(microseconds=1)).date()
+    first = (start - max_session_duration - tolerance).date()
+    last = (end + tolerance - timedelta(microseconds=1)).date()
     return days_between(first, last)
 
 
@@ -91,11 +99,15 @@ def blocks(days: Iterable[date]) -> list[tuple[date, date]]:
 
 
 def changed_inputs(
-    processed: Mapping[date, DayState], current: Mapping[date, str], timezone: str, max_session_duration: timedelta
+    processed: Mapping[date, DayState],
+    current: Mapping[date, str],
+    timezone: str,
+    max_session_duration: timedelta,
+    tolerance: timedelta = timedelta(0),
 ) -> list[date]:
     """Processed days whose input partitions changed (files added, replaced or removed) since they were processed."""
     def fingerprint_now(day: date) -> str:
-        return input_fingerprint(input_dependencies(day, timezone, max_session_duration), current)
+        return input_fingerprint(input_dependencies(day, timezone, max_session_duration, tolerance), current)
 
     return sorted(day for day, state in processed.items() if fingerprint_now(day) != state.input_fingerprint)
 

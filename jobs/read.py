@@ -4,13 +4,27 @@ from __future__ import annotations
 
 import re
 from datetime import date
+from functools import reduce
+from operator import or_
 from typing import NamedTuple
 
 from delta.tables import DeltaTable
 from pyspark.errors import AnalysisException
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import DateType, StringType, StructField, StructType
+from pyspark.sql.types import (
+    BooleanType,
+    ByteType,
+    DateType,
+    DecimalType,
+    IntegerType,
+    LongType,
+    NumericType,
+    ShortType,
+    StringType,
+    TimestampNTZType,
+    TimestampType,
+)
 
 from jobs.config import InputFormat, InputSpec
 
@@ -19,10 +33,41 @@ EVENT_COLUMNS = ("user_id", "event_id", "event_name", "event_ts")
 _ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
 # All input columns of a row, kept as a struct so a quarantined row can be stored as it was read.
 SOURCE_ROW = "source_row"
+# Why the reader could not take a row as it is (one of the codes below), or null.
+READ_PROBLEM = "read_problem"
+MALFORMED_ROW = "malformed_row"  # a JSON line that does not parse as an object, a CSV line with the wrong fields
+WRONG_TYPE = "wrong_type"  # a JSON value of a type that does not belong in its column
+# Where the JSON and CSV readers put the text of a line they could not parse.
+_MALFORMED_TEXT = "_malformed_text"
+# How many JSON records the column check reads: JSON files declare no columns, so they are found in the data.
+_JSON_SAMPLE = 1000
+
+# The JSON value types (as schema_of_variant names them) each column takes. Ids may be whole numbers, as they may
+# be integer columns in parquet; event names and times must be strings (epoch numbers are ambiguous: s or ms?);
+# segments take any scalar. Every other type, an object or an array above all, is WRONG_TYPE.
+_WHOLE_NUMBER = r"BIGINT|INT|SMALLINT|TINYINT|DECIMAL\(\d+,0\)"
+_JSON_TYPES = {
+    "user_id": rf"STRING|{_WHOLE_NUMBER}",
+    "event_id": rf"STRING|{_WHOLE_NUMBER}",
+    "event_name": "STRING",
+    "event_ts": "STRING",
+}
+_JSON_SCALAR = rf"STRING|{_WHOLE_NUMBER}|DECIMAL\(\d+,\d+\)|DOUBLE|FLOAT|BOOLEAN"
+
+# The column types parquet and Delta input may have, per column; a column of another type is an input error.
+_ID_TYPES = (StringType, ByteType, ShortType, IntegerType, LongType)
+_TYPED_COLUMNS = {
+    "user_id": (_ID_TYPES, "a string or an integer"),
+    "event_id": (_ID_TYPES, "a string or an integer"),
+    "event_name": ((StringType,), "a string"),
+    "event_ts": ((TimestampType, TimestampNTZType, StringType), "a timestamp or ISO-8601 text"),
+}
+_SEGMENT_TYPES = ((StringType, NumericType, BooleanType, DateType), "a string, a number, a boolean or a date")
 
 
 class InputError(ValueError):
-    """The input cannot be read as events: a missing path, or a missing column (the message lists those found)."""
+    """The input cannot be read as events: a missing path or partition, a missing column (the message lists those
+    found), a column of a type events cannot have, or files of another format than input.format."""
 
 
 def read_events(
@@ -32,7 +77,9 @@ def read_events(
     date (these are quarantined), renamed to the canonical columns.
 
     Output: user_id, event_id, event_name (strings), event_ts (as stored: a timestamp or text), the segments
-    (strings), event_date (date) and source_row (a struct of every input column, for quarantine).
+    (strings), event_date (date), source_row (a struct of every input column and the partition's text, for
+    quarantine) and read_problem (MALFORMED_ROW, WRONG_TYPE or null). Raises InputError when a column is missing
+    or of a type events cannot have.
     """
     names = spec.columns
     wanted = {
@@ -43,42 +90,86 @@ def read_events(
         **{segment: segment for segment in segments},
     }
     source = _load(spark, spec, [*wanted.values(), names.event_date])
-    _require_columns(source, spec, [*wanted.values(), names.event_date])
+    found = _json_columns(spark, spec, first_day, last_day) if spec.format is InputFormat.JSON else source.columns
+    _require_columns(found, spec, segments, [*wanted.values(), names.event_date])
+    if spec.format in (InputFormat.PARQUET, InputFormat.DELTA):
+        _require_types(source, spec, wanted)
 
     # Only a full YYYY-MM-DD is a partition date: a lenient cast would read event_date=2026-11 as 1 November.
     partition_text = F.col(names.event_date).cast(StringType())
     partition_day = F.when(partition_text.rlike(_ISO_DATE), partition_text.try_cast(DateType()))
-    row_columns = [c for c in source.columns if c != names.event_date]
+    row_columns = [F.col(c) for c in source.columns if c != names.event_date]
+    if spec.format is InputFormat.JSON:
+        columns = {name: _json_text(input_name, _JSON_TYPES.get(name, _JSON_SCALAR)) for name, input_name in wanted.items()}
+        wrong_type = reduce(or_, [F.coalesce(is_wrong, F.lit(False)) for _, is_wrong in columns.values()])
+        values = {name: value for name, (value, _) in columns.items()}
+    else:
+        values = {
+            name: F.col(input_name) if name == "event_ts" else _as_text(source, input_name)
+            for name, input_name in wanted.items()
+        }
+        wrong_type = F.lit(False)
+    malformed = F.col(_MALFORMED_TEXT).isNotNull() if _MALFORMED_TEXT in source.columns else F.lit(False)
     return (
         source
         .where(partition_day.between(F.lit(first_day), F.lit(last_day)) | partition_day.isNull())
         .select(
-            *[_as_text(source, input_name).alias(name) for name, input_name in wanted.items() if name != "event_ts"],
-            F.col(names.event_ts).alias("event_ts"),
+            *[value.alias(name) for name, value in values.items()],
             partition_day.alias("event_date"),
-            F.struct(*row_columns).alias(SOURCE_ROW),
+            F.struct(*row_columns, partition_text.alias(names.event_date)).alias(SOURCE_ROW),
+            F.when(malformed, F.lit(MALFORMED_ROW)).when(wrong_type, F.lit(WRONG_TYPE)).alias(READ_PROBLEM),
         )
-        .select(*EVENT_COLUMNS, *segments, "event_date", SOURCE_ROW)
+        .select(*EVENT_COLUMNS, *segments, "event_date", SOURCE_ROW, READ_PROBLEM)
     )
 
 
-def _as_text(source: DataFrame, name: str):
+def _as_text(source: DataFrame, name: str) -> Column:
     # Ids and segments compare as text: a numeric user id in parquet and the same id in JSON are one user.
     if isinstance(source.schema[name].dataType, StringType):
         return F.col(name)
     return F.col(name).cast(StringType())
 
 
+def _json_text(name: str, allowed_types: str) -> tuple[Column, Column]:
+    """A JSON value (read as a variant) -> (its text when its type is allowed, whether its type is not allowed).
+
+    A missing key and a JSON null are null, not a wrong type: the missing-value rules judge them.
+    """
+    value_type = F.schema_of_variant(F.col(name))
+    is_wrong = ~value_type.rlike(rf"^({allowed_types}|VOID)$")
+    return F.when(~is_wrong, F.try_variant_get(F.col(name), "$", "string")), is_wrong
+
+
 def _load(spark: SparkSession, spec: InputSpec, columns: list[str]) -> DataFrame:
     reader = spark.read.format(spec.format.value)
     if spec.format is InputFormat.JSON:
-        # An explicit schema skips inference (a scan of every file) and reads every wanted field as text,
-        # so a timestamp keeps its written offset until validation parses it.
-        # The partition is text too: a folder that is not a date must reach quarantine, not fail the listing.
-        reader = reader.schema(StructType([StructField(c, StringType()) for c in columns]))
+        # An explicit schema skips inference (a scan of every file). Each field is read as a variant, so its JSON
+        # type can be checked; a line that is not a JSON object lands whole in _MALFORMED_TEXT. The partition is
+        # text: a folder that is not a date must reach quarantine, not fail the listing.
+        *fields, partition = columns
+        schema = ", ".join([*(f"{c} variant" for c in fields), f"{_MALFORMED_TEXT} string", f"{partition} string"])
+        reader = reader.schema(schema).option("columnNameOfCorruptRecord", _MALFORMED_TEXT)
     if spec.format is InputFormat.CSV:
-        # No schema: CSV columns are matched by header name, and every value is read as text.
-        reader = reader.option("header", "true").option("inferSchema", "false")
+        # Every value is read as text, under the header's names; a line with more or fewer fields than the header
+        # keeps its text in _MALFORMED_TEXT. That needs a schema, so the header is read first.
+        header = _load_csv(spark.read, spec).columns
+        # A CSV parser that reads only the columns a query needs cannot count a line's fields, so it would let a
+        # malformed line through in one query and reject it in another. Reading every column keeps them agreed.
+        spark.conf.set("spark.sql.csv.parser.columnPruning.enabled", "false")
+        schema = ", ".join(f"`{c}` string" for c in header if c != columns[-1])
+        reader = (
+            reader.option("header", "true")
+            .schema(f"{schema}, {_MALFORMED_TEXT} string")
+            .option("columnNameOfCorruptRecord", _MALFORMED_TEXT)
+        )
+    return _load_csv(reader, spec) if spec.format is InputFormat.CSV else _checked_load(reader, spec)
+
+
+def _load_csv(reader, spec: InputSpec) -> DataFrame:
+    return _checked_load(reader.format("csv").option("header", "true").option("inferSchema", "false"), spec)
+
+
+def _checked_load(reader, spec: InputSpec) -> DataFrame:
     try:
         return reader.load(spec.path)
     except AnalysisException as error:
@@ -86,15 +177,56 @@ def _load(spark: SparkSession, spec: InputSpec, columns: list[str]) -> DataFrame
             raise InputError(
                 f"input.path {spec.path!r} does not exist or holds no {spec.format.value} input"
             ) from None
+        if "UNABLE_TO_INFER_SCHEMA" in str(error):
+            raise InputError(f"input.path {spec.path!r} holds no {spec.format.value} files") from None
+        raise
+    except Exception as error:  # a file that is not parquet fails while Spark reads its footer
+        if "CANNOT_READ_FILE_FOOTER" in str(error):
+            raise InputError(
+                f"input.path {spec.path!r} holds files that are not {spec.format.value}: check input.format"
+            ) from None
         raise
 
 
-def _require_columns(source: DataFrame, spec: InputSpec, required: list[str]) -> None:
-    missing = [c for c in required if c not in source.columns]
+def _json_columns(spark: SparkSession, spec: InputSpec, first_day: date, last_day: date) -> list[str]:
+    # The keys of the first JSON records of the days read (few: one task reads the start of one file).
+    lines = spark.read.text(spec.path)
+    partition_text = F.col(spec.columns.event_date).cast(StringType())
+    rows = (
+        lines.where(partition_text.between(first_day.isoformat(), last_day.isoformat()))
+        .limit(_JSON_SAMPLE)
+        .select(F.explode(F.json_object_keys("value")).alias("key"))
+        .distinct()
+        .collect()  # the distinct keys of at most _JSON_SAMPLE records
+    )
+    keys = sorted(row["key"] for row in rows)
+    return [*keys, spec.columns.event_date] if keys else []
+
+
+def _require_columns(found: list[str], spec: InputSpec, segments: tuple[str, ...], required: list[str]) -> None:
+    if not found:
+        return  # no records to learn JSON keys from: every row is quarantined or there is none
+    missing = [c for c in required if c not in found]
     if missing:
+        listed = ", ".join(c for c in found if c != _MALFORMED_TEXT)
+        where = " (the first records read)" if spec.format is InputFormat.JSON else ""
+        segment = [c for c in missing if c in segments]
+        hint = f"; reporting.segments names {', '.join(segment)}" if segment else ""
         raise InputError(
-            f"input {spec.path!r} has no column {', '.join(missing)}; columns found: {', '.join(source.columns)}"
+            f"input {spec.path!r} has no column {', '.join(missing)}{hint}; columns found{where}: {listed}"
         )
+
+
+def _require_types(source: DataFrame, spec: InputSpec, wanted: dict[str, str]) -> None:
+    for name, input_name in wanted.items():
+        kinds, described = _TYPED_COLUMNS.get(name, _SEGMENT_TYPES)
+        data_type = source.schema[input_name].dataType
+        whole_decimal = isinstance(data_type, DecimalType) and data_type.scale == 0 and name in ("user_id", "event_id")
+        if not isinstance(data_type, kinds) and not whole_decimal:
+            raise InputError(
+                f"input {spec.path!r}: column {input_name} ({name}) is {data_type.simpleString()}, "
+                f"but {name} must be {described}"
+            )
 
 
 def partition_fingerprints(spark: SparkSession, spec: InputSpec) -> dict[date, str]:
@@ -110,6 +242,7 @@ def partition_fingerprints(spark: SparkSession, spec: InputSpec) -> dict[date, s
         files = spark.createDataFrame([(p, "", "") for p in paths], "path string, size string, modified string")
     else:
         files = _list_files(spark, spec)
+        _require_format(spark, spec, files)
     rows = (
         files
         .withColumn("day", F.regexp_extract("path", folder, 1))
@@ -136,6 +269,26 @@ def _list_files(spark: SparkSession, spec: InputSpec) -> DataFrame:
         # Microseconds since the epoch: text of a timestamp would change with the session time zone.
         F.unix_micros("modificationTime").cast("string").alias("modified"),
     )
+
+
+# File name endings of each file format (a compression suffix may follow: .json.gz, .csv.bz2).
+_EXTENSIONS = {InputFormat.PARQUET: ("parquet",), InputFormat.JSON: ("json", "jsonl", "ndjson"), InputFormat.CSV: ("csv",)}
+
+
+def _require_format(spark: SparkSession, spec: InputSpec, files: DataFrame) -> None:
+    # Reading a Delta table's folder as parquet would also read the files Delta has removed: wrong numbers, no error.
+    if DeltaTable.isDeltaTable(spark, spec.path):
+        raise InputError(f"input.path {spec.path!r} is a Delta table, but input.format is {spec.format.value}: "
+                         "set input.format: delta")
+    known = "|".join(ext for exts in _EXTENSIONS.values() for ext in exts)
+    extension = F.regexp_extract(F.lower("path"), rf"\.({known})(\.[a-z0-9]+)?$", 1)
+    counts = {row["extension"]: row["count"] for row in files.groupBy(extension.alias("extension")).count().collect()}
+    if any(counts.get(ext) for ext in _EXTENSIONS[spec.format]):
+        return
+    others = sorted(f.value for f, exts in _EXTENSIONS.items() if any(counts.get(ext) for ext in exts))
+    if others:
+        raise InputError(f"input.path {spec.path!r} holds {' and '.join(others)} files, but input.format is "
+                         f"{spec.format.value}: set input.format to match the files")
 
 
 def unpartitioned_days(events: DataFrame) -> set[date]:

@@ -22,13 +22,19 @@ RUNS_SCHEMA = (
     "sessions_version long, users_version long, wrote_tables boolean, partitions_read array<date>, "
     "rows_read long, rows_deduplicated long, rows_quarantined long, sessions_written long, "
     "day_states array<struct<day: date, input_fingerprint: string, anchor_fingerprint: string>>, "
-    "changed_days_not_processed array<date>, message string"
+    "changed_days_not_processed array<date>, message string, "
+    "rows_sessionized long, quarantine_reasons map<string, long>, days_without_input array<date>"
 )
 
 RUNNING, SUCCEEDED, FAILED, REPAIRED = "running", "succeeded", "failed", "repaired"
 
+
 class ConflictError(RuntimeError):
     """Another run is writing to the same output; this run stopped before writing its own days."""
+
+
+class AccountingError(RuntimeError):
+    """A run's row counts do not add up: rows read != rows sessionized + quarantined + deduplicated."""
 
 
 # A run still marked running this long after it started is taken to be dead, even on another host.
@@ -62,6 +68,9 @@ class RunRecord:
     day_states: tuple[DayState, ...] = ()
     changed_days_not_processed: tuple[date, ...] = ()
     message: str | None = None
+    rows_sessionized: int | None = None
+    quarantine_reasons: dict[str, int] = field(default_factory=dict)  # reason -> rows, for the rows read
+    days_without_input: tuple[date, ...] = ()  # asked days skipped: a partition they need is missing
 
     def finished(self, status: str, **changes) -> RunRecord:
         return replace(self, status=status, ended_at=now(), **changes)
@@ -76,6 +85,7 @@ def to_frame(spark: SparkSession, record: RunRecord) -> DataFrame:
     values = {f.name: getattr(record, f.name) for f in fields(RunRecord)}
     values["partitions_read"] = list(record.partitions_read)
     values["changed_days_not_processed"] = list(record.changed_days_not_processed)
+    values["days_without_input"] = list(record.days_without_input)
     values["day_states"] = [(s.day, s.input_fingerprint, s.anchor_fingerprint) for s in record.day_states]
     schema = StructType.fromDDL(RUNS_SCHEMA)
     return spark.createDataFrame([tuple(values[name] for name in schema.fieldNames())], schema)
@@ -85,6 +95,10 @@ def from_row(row) -> RunRecord:
     values = row.asDict()
     values["partitions_read"] = tuple(values["partitions_read"] or ())
     values["changed_days_not_processed"] = tuple(values["changed_days_not_processed"] or ())
+    # Rows written before a column existed read it as null.
+    values["days_without_input"] = tuple(values.get("days_without_input") or ())
+    values["quarantine_reasons"] = dict(values.get("quarantine_reasons") or {})
+    values.setdefault("rows_sessionized", None)
     values["day_states"] = tuple(DayState(*s) for s in values["day_states"] or ())
     # Spark hands timestamps back naive, in the process's local time zone; astimezone reads them so.
     for name in ("started_at", "ended_at"):

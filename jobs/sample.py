@@ -90,6 +90,22 @@ def generate_events(
     )
 
 
+def heavy_user_events(spark: SparkSession, events: int, day: date, user_id: str = "heavy-user") -> DataFrame:
+    """`events` events of one user spread evenly over `day` (UTC), never pausing: a bot or a load-test account,
+    in the schema of generate_events."""
+    midnight_us = int(datetime.combine(day, time(), timezone.utc).timestamp()) * 1_000_000
+    every_us = _SECONDS_PER_DAY * 1_000_000 // events
+    return spark.range(events, numPartitions=max(2, events // 1_000_000)).select(
+        F.lit(user_id).alias("user_id"),
+        F.concat(F.lit(f"{user_id}-"), F.col("id").cast("string")).alias("event_id"),
+        F.lit("view").alias("event_name"),
+        F.timestamp_micros(F.lit(midnight_us) + F.col("id") * every_us).alias("event_ts"),
+        F.lit("web").alias("platform"),
+        F.lit("US").alias("country"),
+        F.lit(day).alias("event_date"),
+    )
+
+
 def write_sample(events: DataFrame, path: str) -> None:
     """Write `events` as Hive-style parquet partitions event_date=YYYY-MM-DD under `path`, replacing it."""
     events.write.mode("overwrite").partitionBy("event_date").parquet(path)

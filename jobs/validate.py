@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, TimestampType
 
-from jobs.read import SOURCE_ROW
-from jobs.dates import local_date
+from jobs.read import MALFORMED_ROW, READ_PROBLEM, SOURCE_ROW, WRONG_TYPE
 
 # Reason codes stored in quarantine.reject_reason; a row gets the first one it breaks, in this order.
 MISSING_USER_ID = "missing_user_id"
@@ -16,6 +17,20 @@ MISSING_EVENT_TS = "missing_event_ts"
 UNPARSEABLE_EVENT_TS = "unparseable_event_ts"
 MISSING_EVENT_DATE = "missing_event_date"
 EVENT_DATE_MISMATCH = "event_date_mismatch"
+BOT_USER_DAY = "bot_user_day"  # checked last, over the rows that break no other rule
+REASONS = (
+    MALFORMED_ROW,
+    WRONG_TYPE,
+    MISSING_USER_ID,
+    MISSING_EVENT_ID,
+    MISSING_EVENT_TS,
+    UNPARSEABLE_EVENT_TS,
+    MISSING_EVENT_DATE,
+    EVENT_DATE_MISMATCH,
+    BOT_USER_DAY,
+)
+
+_DAY_US = 86_400_000_000
 
 # An ISO-8601 text timestamp's time of day may end in Z, UTC or a numeric offset; without one it is read as UTC.
 _ENDS_WITH_OFFSET = r"\d{2}:\d{2}(:\d{2}(\.\d+)?)?\s*(Z|UTC|[+-]\d{2}(:?\d{2})?)$"
@@ -35,25 +50,58 @@ def _is_blank(column: str) -> Column:
     return F.col(column).isNull() | (F.trim(F.col(column).cast(StringType())) == "")
 
 
-def with_reject_reason(events: DataFrame) -> DataFrame:
+def with_reject_reason(events: DataFrame, partition_tolerance: timedelta = timedelta(0)) -> DataFrame:
     """Parse event_ts into an instant and add reject_reason: null for a usable event, else the first rule broken.
 
-    A row needs a user id, an event id, an event_ts that is a timestamp or parseable ISO-8601 text, and a
-    partition date (event_date) that is the UTC date of that event_ts: a run reads partitions by date, so an
-    event filed under another date would be missed by the run its session belongs to.
+    A row needs to have been read whole with the right types (read_problem), a user id, an event id, an event_ts
+    that is a timestamp or parseable ISO-8601 text, and a partition date (event_date) whose UTC day holds that
+    event_ts, give or take `partition_tolerance`: a run reads partitions by date, so an event filed under a date
+    far from its time would be missed by the run its session belongs to (and epoch-zero or far-future times are
+    clock errors).
     """
     raw_ts = F.col("event_ts")
     is_typed_ts = isinstance(events.schema["event_ts"].dataType, TimestampType)
     parsed_ts = raw_ts if is_typed_ts else instant_from_text(raw_ts.cast(StringType()))
+    # Microseconds from the partition's UTC midnight; both sides are counted from the epoch, so no zone applies.
+    into_partition_us = F.unix_micros(parsed_ts) - F.unix_date("event_date").cast("long") * _DAY_US
+    tolerance_us = round(partition_tolerance.total_seconds() * 1_000_000)
+    outside_partition = (into_partition_us < -tolerance_us) | (into_partition_us >= _DAY_US + tolerance_us)
     reason = (
-        F.when(_is_blank("user_id"), F.lit(MISSING_USER_ID))
+        F.when(F.col(READ_PROBLEM).isNotNull(), F.col(READ_PROBLEM))
+        .when(_is_blank("user_id"), F.lit(MISSING_USER_ID))
         .when(_is_blank("event_id"), F.lit(MISSING_EVENT_ID))
         .when(_is_blank("event_ts"), F.lit(MISSING_EVENT_TS))
         .when(parsed_ts.isNull(), F.lit(UNPARSEABLE_EVENT_TS))
         .when(F.col("event_date").isNull(), F.lit(MISSING_EVENT_DATE))
-        .when(local_date(parsed_ts, "UTC") != F.col("event_date"), F.lit(EVENT_DATE_MISMATCH))
+        .when(outside_partition, F.lit(EVENT_DATE_MISMATCH))
     )
-    return events.withColumn("reject_reason", reason).withColumn("event_ts", parsed_ts)
+    return events.withColumn("reject_reason", reason).withColumn("event_ts", parsed_ts).drop(READ_PROBLEM)
+
+
+def with_bot_user_days(checked: DataFrame, max_events_per_day: int | None) -> DataFrame:
+    """Give reject_reason BOT_USER_DAY to every otherwise valid row of a user with more than `max_events_per_day`
+    distinct event ids in one input partition; None turns the rule off.
+
+    The count is per partition (a UTC day) because a run reads whole partitions: every run that reads a partition
+    sees the same count, so a user-day is flagged the same way whichever run reads it.
+    """
+    if max_events_per_day is None:
+        return checked
+    is_valid = F.col("reject_reason").isNull()
+    bot_days = (
+        checked.where(is_valid)
+        .groupBy("user_id", "event_date")
+        .agg(F.count_distinct("event_id").alias("events"))
+        .where(F.col("events") > max_events_per_day)
+        .select("user_id", "event_date", F.lit(True).alias("is_bot_day"))
+    )
+    # Bots are few by definition, so their user-days are broadcast: the events are not shuffled for this rule.
+    return (
+        checked.join(F.broadcast(bot_days), on=["user_id", "event_date"], how="left")
+        .withColumn("reject_reason", F.when(is_valid & F.col("is_bot_day"), F.lit(BOT_USER_DAY))
+                    .otherwise(F.col("reject_reason")))
+        .drop("is_bot_day")
+    )
 
 
 def valid_events(checked: DataFrame) -> DataFrame:

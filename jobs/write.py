@@ -63,9 +63,21 @@ def _between(column: str, first: date, last: date) -> str:
     return f"{column} >= '{first.isoformat()}' AND {column} <= '{last.isoformat()}'"
 
 
-def _log_last_operation(spark: SparkSession, path: str, table: Table) -> dict[str, str]:
-    # Row counts come from Delta's own commit metrics, never from an extra count() of the data.
-    last = DeltaTable.forPath(spark, path).history(1).select("operation", "operationMetrics").first()
+def _latest_version(spark: SparkSession, path: str) -> int:
+    if not DeltaTable.isDeltaTable(spark, path):
+        return -1  # no table yet
+    return DeltaTable.forPath(spark, path).history(1).select("version").first()["version"]
+
+
+def _log_last_operation(
+    spark: SparkSession, path: str, table: Table, version_before: int | None = None
+) -> dict[str, str]:
+    # Row counts come from Delta's own commit metrics, never from an extra count() of the data. A write that
+    # changes nothing may commit nothing: when the latest commit is still `version_before`, it is not ours.
+    last = DeltaTable.forPath(spark, path).history(1).select("version", "operation", "operationMetrics").first()
+    if version_before is not None and last["version"] == version_before:
+        log.info("%s: nothing to commit", table)
+        return {}
     metrics = last["operationMetrics"] or {}
     shown = {k: v for k, v in metrics.items() if k.startswith("num") and "Rows" in k or k == "numFiles"}
     log.info("%s: %s %s", table, last["operation"], shown)
@@ -75,6 +87,7 @@ def _log_last_operation(spark: SparkSession, path: str, table: Table) -> dict[st
 def _replace_where(frame: DataFrame, path: str, predicate: str, partition_column: str, table: Table) -> int:
     # Overwrite exactly the rows matching `predicate`: Delta rejects written rows outside it, and a rerun replaces
     # rather than appends, so reruns are idempotent.
+    version_before = _latest_version(frame.sparkSession, path)
     (
         frame.write.format("delta")
         .mode("overwrite")
@@ -82,7 +95,7 @@ def _replace_where(frame: DataFrame, path: str, predicate: str, partition_column
         .partitionBy(partition_column)
         .save(path)
     )
-    return int(_log_last_operation(frame.sparkSession, path, table).get("numOutputRows", 0))
+    return int(_log_last_operation(frame.sparkSession, path, table, version_before).get("numOutputRows", 0))
 
 
 def replace_sessions(sessions: DataFrame, path: str, first_day: date, last_day: date) -> int:
@@ -155,7 +168,8 @@ def merge_users(updates: DataFrame, path: str) -> None:
 
 def append_run(record: DataFrame, path: str, run_id: str) -> None:
     """Add a runs row, tagging the commit with the run id. A blind append never conflicts with another's."""
-    record.write.format("delta").mode("append").option("userMetadata", run_id).save(path)
+    # mergeSchema: a runs table written by an older version gains the columns added since.
+    record.write.format("delta").mode("append").option("userMetadata", run_id).option("mergeSchema", "true").save(path)
 
 
 def update_run(record: DataFrame, path: str, attempts: int = 5) -> None:

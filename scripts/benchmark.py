@@ -8,6 +8,11 @@ first (--rounds times, fresh outputs each time):
   2. baseline: lag + running sum over a user window, group by session, daily APS/SPU, written as Parquet.
 Prints each round, the median seconds and events/second of both, their ratio, and both session counts (they
 differ slightly: the baseline neither dedups nor caps sessions); writes the figures to --workdir/results.json.
+
+    .venv/bin/python scripts/benchmark.py --events 5000000 --skew 5000000
+
+measures skew instead: sessionlake on the --events events plus one user sending --skew events in one day (a bot
+never pausing), against the same total volume spread over ordinary users; writes --workdir/skew.json.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from pyspark.sql import SparkSession
 
 from jobs import pipeline
 from jobs.config import JobConfig
-from jobs.sample import generate_events, write_sample
+from jobs.sample import generate_events, heavy_user_events, write_sample
 from jobs.spark_session import get_spark
 
 # Events per user over 7 days in the generator's activity model (measured: ~295k events for 3,000 users).
@@ -79,14 +84,18 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("bench"))
     parser.add_argument("--regenerate", action="store_true", help="generate the events even if present")
     parser.add_argument("--rounds", type=int, default=2, help="timed runs of each job, alternating the order")
+    parser.add_argument("--skew", type=int, default=0, help="measure skew: one user with this many events in a day")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
     spark = get_spark("sessionlake-benchmark")
+    if args.skew:
+        _skew(spark, args)
+        return
     events_path = args.workdir / f"events-{args.events}-{args.days}d"
     last_day = FIRST_DAY + timedelta(days=args.days - 1)
     if args.regenerate or not events_path.exists():
-        users = max(100, round(args.events * 7 / args.days / EVENTS_PER_USER_WEEK))
+        users = _users_for(args.events, args.days)
         _timed(f"generate {users:,} users' events", lambda: write_sample(
             generate_events(spark, users=users, days=args.days, first_day=FIRST_DAY), str(events_path)
         ))
@@ -127,6 +136,39 @@ def main() -> None:
     }
     print(json.dumps(results, indent=2))
     (args.workdir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+def _users_for(events: int, days: int) -> int:
+    return max(100, round(events * 7 / days / EVENTS_PER_USER_WEEK))
+
+
+def _skew(spark: SparkSession, args: argparse.Namespace) -> None:
+    last_day = FIRST_DAY + timedelta(days=args.days - 1)
+    heavy_day = FIRST_DAY + timedelta(days=args.days // 2)
+    inputs = {
+        "spread": args.workdir / f"spread-{args.events + args.skew}-{args.days}d",
+        "skewed": args.workdir / f"skewed-{args.events}+{args.skew}-{args.days}d",
+    }
+    if args.regenerate or not all(path.exists() for path in inputs.values()):
+        _timed("generate the spread input", lambda: write_sample(
+            generate_events(spark, users=_users_for(args.events + args.skew, args.days), days=args.days,
+                            first_day=FIRST_DAY), str(inputs["spread"])
+        ))
+        _timed("generate the skewed input", lambda: write_sample(
+            generate_events(spark, users=_users_for(args.events, args.days), days=args.days, first_day=FIRST_DAY)
+            .unionByName(heavy_user_events(spark, args.skew, heavy_day)), str(inputs["skewed"])
+        ))
+    results: dict[str, object] = {"heavy_user_events": args.skew, "heavy_day": heavy_day.isoformat()}
+    for name, path in inputs.items():
+        out = args.workdir / "out" / name
+        shutil.rmtree(out, ignore_errors=True)
+        config = JobConfig.model_validate({"input": {"path": str(path)}, "output": {"path": str(out)}})
+        seconds = _timed(f"sessionlake on {name}", lambda: pipeline.run(spark, config, FIRST_DAY, last_day))
+        results[f"{name}_events"] = spark.read.parquet(str(path)).count()
+        results[f"{name}_seconds"] = round(seconds, 1)
+    results["skewed_over_spread_time"] = round(results["skewed_seconds"] / results["spread_seconds"], 2)
+    print(json.dumps(results, indent=2))
+    (args.workdir / "skew.json").write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from delta import configure_spark_with_delta_pip
@@ -32,3 +33,15 @@ def spark() -> Iterator[SparkSession]:
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+@pytest.fixture
+def job(tmp_path) -> tuple[Path, Path]:
+    """(root, config): a job reading parquet events under root/events and writing its tables under root/out."""
+    config = tmp_path / "job.yaml"
+    config.write_text(
+        f"input: {{path: {tmp_path / 'events'}}}\n"
+        f"output: {{path: {tmp_path / 'out'}}}\n"
+        "reporting: {segments: [platform, country]}\n"
+    )
+    return tmp_path, config

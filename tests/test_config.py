@@ -123,3 +123,29 @@ def test_the_config_is_frozen(tmp_path):
 
     with pytest.raises(Exception):
         config.reporting.timezone = "Europe/Berlin"
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ("input: {path: x, late_days: three}", r"input\.late_days: Input should be a valid integer"),
+        ("input: {path: x, late_days: -1}", r"input\.late_days: Input should be greater than or equal to 0"),
+        ("reporting: {segments: platform}", r"reporting\.segments: Input should be a valid (list|tuple)"),
+        ("reporting: {segments: [plat-form]}", r"reporting\.segments\.0: 'plat-form' is not a column name"),
+        ("validation: {partition_tolerance: 2}", r"validation\.partition_tolerance: invalid duration 2"),
+        ("validation: {bot_max_events_per_day: 0}", r"validation\.bot_max_events_per_day: Input should be greater than 0"),
+        ("validation: {require_every_day: perhaps}", r"validation\.require_every_day: Input should be a valid boolean"),
+    ],
+)
+def test_a_value_of_the_wrong_type_or_range_is_an_error_naming_the_key(tmp_path, section, message):
+    text = MINIMAL.replace("input: {path: data/events}\n", "") if section.startswith("input") else MINIMAL
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text + section + "\n"))
+
+
+def test_the_data_quality_rules_default_to_strict_partitions_no_bot_limit_and_skipping_missing_days(tmp_path):
+    rules = load_config(write(tmp_path, MINIMAL)).validation
+
+    assert (rules.partition_tolerance, rules.bot_max_events_per_day, rules.require_every_day) == (
+        timedelta(0), None, False
+    )

@@ -41,17 +41,6 @@ def write_events(spark, path: Path, rows, fmt="parquet"):
     writer.option("header", "true").format(fmt).save(str(path)) if fmt == "csv" else writer.format(fmt).save(str(path))
 
 
-@pytest.fixture
-def job(tmp_path):
-    config = tmp_path / "job.yaml"
-    config.write_text(
-        f"input: {{path: {tmp_path / 'events'}}}\n"
-        f"output: {{path: {tmp_path / 'out'}}}\n"
-        "reporting: {segments: [platform, country]}\n"
-    )
-    return tmp_path, config
-
-
 def run(config: Path, *flags: str) -> int:
     return main(["run", "--config", str(config), *flags])
 
@@ -236,15 +225,19 @@ def test_rows_in_an_undated_partition_are_quarantined_once_however_often_days_ru
     )
 
 
-def test_a_day_without_input_is_an_error_and_nothing_is_written(spark, job, capsys):
+def test_a_range_without_any_input_is_an_error_and_nothing_is_written(spark, job, capsys):
     root, config = job
     write_events(spark, root / "events", MONDAY)
     run(config, "--date", "2026-11-02")
 
-    assert run(config, "--from", "2026-11-02", "--to", "2026-11-04") == 1
+    assert run(config, "--from", "2026-11-03", "--to", "2026-11-04") == 1
 
-    assert "has no partition for 2026-11-03, 2026-11-04; nothing was written" in capsys.readouterr().err
+    assert (
+        "has no partition for 2026-11-03..2026-11-04 (partitions found: 2026-11-02..2026-11-02); nothing was written"
+        in capsys.readouterr().err
+    )
     assert table(spark, root, "sessions").count() == 3  # Monday's sessions are still there
+    assert table(spark, root, "runs").count() == 1  # not even a runs row
 
 
 def test_a_missing_input_path_is_a_clear_error(spark, job, capsys):

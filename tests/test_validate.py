@@ -16,7 +16,11 @@ DAY = date(2026, 11, 2)
 def checked(spark, rows, schema=TEXT_EVENTS):
     events = spark.createDataFrame(rows, schema)
     # As read.py delivers them: the row as read travels along for quarantine.
-    return events.withColumn("source_row", F.struct(*events.columns[:-1])).transform(with_reject_reason)
+    return (
+        events.withColumn("source_row", F.struct(*events.columns[:-1]))
+        .withColumn("read_problem", F.lit(None).cast("string"))
+        .transform(with_reject_reason)
+    )
 
 
 def reasons(frame):
