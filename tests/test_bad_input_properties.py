@@ -50,11 +50,12 @@ def _good_rows(rng: random.Random, name: str) -> list[tuple[str, dict]]:
     return rows
 
 
-def _bad_row(rng: random.Random, good: list[tuple[str, dict]], number: int) -> tuple[str, str, str]:
-    """(partition, line, reason) of one malformed row, for a good user where a user id is needed."""
+def _bad_row(rng: random.Random, good: list[tuple[str, dict]], number: int, variant: int) -> tuple[str, str, str]:
+    """(partition, line, reason) of the `number`th malformed row of a set, for a good user where a user id is
+    needed; `variant` (the set's number) picks the first wrong type, so the sets cover them all."""
     day, template = rng.choice(good)
     row = dict(template, event_id=f"bad{number}")
-    kind = rng.randrange(9)
+    kind = number % 9  # every kind in every event set; a set has at least 9 bad rows
     if kind == 0:
         text = json.dumps(row)
         return day, text[: rng.randint(1, len(text) - 2)], "malformed_row"  # a line cut short
@@ -77,8 +78,9 @@ def _bad_row(rng: random.Random, good: list[tuple[str, dict]], number: int) -> t
         row["event_ts"] = rng.choice(["1970-01-01T00:00:00Z", "2100-01-01T00:00:00Z", f"{other}T12:00:00Z"])
         reason = "event_date_mismatch"
     elif kind == 7:
-        field, value = rng.choice([("user_id", {"id": 1}), ("user_id", [1]), ("user_id", True), ("user_id", 1.5),
-                                   ("event_name", 7), ("event_ts", 1762077600)])
+        wrong = [("user_id", {"id": 1}), ("user_id", [1]), ("user_id", True), ("user_id", 1.5), ("event_name", 7),
+                 ("event_ts", 1762077600)]
+        field, value = wrong[(number // 9 + variant) % len(wrong)]
         row[field] = value
         reason = "wrong_type"
     else:
@@ -107,7 +109,7 @@ def inputs(draw):
         rng = random.Random(f"{seed}-{n}")
         rows = _good_rows(rng, f"s{n}")
         good += [(day, json.dumps(row)) for day, row in rows]
-        bad = [_bad_row(rng, rows, k) for k in range(rng.randint(5, 30))]
+        bad = [_bad_row(rng, rows, k, n) for k in range(rng.randint(9, 40))]
         bot = _bot(rng, f"s{n}") if rng.random() < 0.5 else []
         expected.update(reason for _, _, reason in bad)
         expected["bot_user_day"] += len(bot)
