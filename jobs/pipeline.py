@@ -84,12 +84,16 @@ from jobs.write import (
     replace_kpis,
     replace_quarantine,
     replace_sessions,
+    restore_table,
     tagged_commits,
     update_run,
     update_sessions,
 )
 
 log = logging.getLogger(__name__)
+
+# The tables a run writes its days into (runs is the ledger, written around them).
+_WRITTEN_TABLES = (Table.SESSIONS, Table.USERS, Table.QUARANTINE, Table.KPIS)
 
 
 def run(spark: SparkSession, config: JobConfig, first_day: date, last_day: date) -> list[str]:
@@ -115,8 +119,12 @@ def run(spark: SparkSession, config: JobConfig, first_day: date, last_day: date)
     in_window = [state for day, state in processed.items() if window_start <= day < first_day and day not in late]
     late |= _stale_days(spark, config, in_window, fingerprints)
     # A day skipped for want of input whose input has arrived since.
-    skipped = {day for r in runs for day in r.days_without_input if window_start <= day < first_day} - set(processed)
-    late |= {day for day in skipped if _has_input(config, inputs, day)}
+    skipped = {day for r in runs for day in r.days_without_input if day < first_day} - set(processed)
+    arrived = {day for day in skipped if _has_input(config, inputs, day)}
+    late |= {day for day in arrived if day >= window_start}
+    if arrived - late:
+        log.warning("input arrived for skipped days %s, outside this run's late-data window (from %s): run them "
+                    "with --from/--to", ", ".join(map(str, sorted(arrived - late))), window_start)
     if left:
         log.warning(
             "input changed for processed days %s, outside this run's late-data window (from %s): "
@@ -313,6 +321,11 @@ def _step(
     except BaseException as error:
         # Whatever stopped the run, its row must not stay running: later runs would take it for a live one.
         message = str(error) if isinstance(error, ConflictError) else f"{type(error).__name__}: {error}"[:2000]
+        if isinstance(error, AccountingError):
+            # Numbers that do not add up must not stay in the tables, nor be redone by a repair (they would fail
+            # the same way): the tables go back to where the run found them.
+            progress.wrote_tables = not _undo(spark, config, record.run_id)
+            message += "; its writes were undone" if not progress.wrote_tables else ""
         failed = record.finished(FAILED, wrote_tables=progress.wrote_tables, message=message)
         update_run(to_frame(spark, failed), runs_path)
         raise
@@ -344,7 +357,7 @@ def _repair(
     # commit, or the current version if it never wrote there. Processing its days again from that state redoes
     # every write it made or meant to make, each a replace or an update to absolute values: the tables end as the
     # run would have left them, however many repairs died before this one (they are tagged with its id too).
-    tables = [config.output.table_path(t) for t in (Table.SESSIONS, Table.USERS, Table.QUARANTINE, Table.KPIS)]
+    tables = [config.output.table_path(t) for t in _WRITTEN_TABLES]
     starts = [writer_start(spark, path, broken.run_id) for path in tables]
     runs_path = config.output.table_path(Table.RUNS)
     wrote_tagged = any(start.first_commit is not None for start in starts)
@@ -366,6 +379,18 @@ def _repair(
     message = f"{broken.message or 'did not finish'}; repaired by {repairer}"
     update_run(to_frame(spark, repaired.finished(REPAIRED, message=message)), runs_path)
     return {state.day for state in repaired.day_states}
+
+
+def _undo(spark: SparkSession, config: JobConfig, run_id: str) -> bool:
+    """Restore every table the run wrote to the version before its first commit; False if it created one (a
+    table cannot be restored to not existing), which then stays as written."""
+    starts = {t: writer_start(spark, config.output.table_path(t), run_id) for t in _WRITTEN_TABLES}
+    written = {t: start for t, start in starts.items() if start.first_commit is not None}
+    if any(start.version_read is None for start in written.values()):
+        return False
+    for table, start in written.items():
+        restore_table(spark, config.output.table_path(table), start.version_read)
+    return True
 
 
 class _Progress:

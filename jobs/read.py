@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import date
 from functools import reduce
@@ -27,6 +28,8 @@ from pyspark.sql.types import (
 )
 
 from jobs.config import InputFormat, InputSpec
+
+log = logging.getLogger(__name__)
 
 # The canonical event columns every later stage uses, in order; segments and event_date follow them.
 EVENT_COLUMNS = ("user_id", "event_id", "event_name", "event_ts")
@@ -90,8 +93,10 @@ def read_events(
         **{segment: segment for segment in segments},
     }
     source = _load(spark, spec, [*wanted.values(), names.event_date])
-    found = _json_columns(spark, spec, first_day, last_day) if spec.format is InputFormat.JSON else source.columns
-    _require_columns(found, spec, segments, [*wanted.values(), names.event_date])
+    if spec.format is InputFormat.JSON:
+        _require_json_keys(_json_columns(spark, spec, first_day, last_day), spec, segments, list(wanted.values()))
+    else:
+        _require_columns(source.columns, spec, segments, [*wanted.values(), names.event_date])
     if spec.format in (InputFormat.PARQUET, InputFormat.DELTA):
         _require_types(source, spec, wanted)
 
@@ -161,6 +166,9 @@ def _load(spark: SparkSession, spec: InputSpec, columns: list[str]) -> DataFrame
             reader.option("header", "true")
             .schema(f"{schema}, {_MALFORMED_TEXT} string")
             .option("columnNameOfCorruptRecord", _MALFORMED_TEXT)
+            # Every file's header must match those names: a file with other columns fails the read rather than
+            # being read by position into the wrong columns.
+            .option("enforceSchema", "false")
         )
     return _load_csv(reader, spec) if spec.format is InputFormat.CSV else _checked_load(reader, spec)
 
@@ -199,22 +207,32 @@ def _json_columns(spark: SparkSession, spec: InputSpec, first_day: date, last_da
         .distinct()
         .collect()  # the distinct keys of at most _JSON_SAMPLE records
     )
-    keys = sorted(row["key"] for row in rows)
-    return [*keys, spec.columns.event_date] if keys else []
+    return sorted(row["key"] for row in rows)
 
 
 def _require_columns(found: list[str], spec: InputSpec, segments: tuple[str, ...], required: list[str]) -> None:
-    if not found:
-        return  # no records to learn JSON keys from: every row is quarantined or there is none
     missing = [c for c in required if c not in found]
     if missing:
         listed = ", ".join(c for c in found if c != _MALFORMED_TEXT)
-        where = " (the first records read)" if spec.format is InputFormat.JSON else ""
         segment = [c for c in missing if c in segments]
         hint = f"; reporting.segments names {', '.join(segment)}" if segment else ""
+        raise InputError(f"input {spec.path!r} has no column {', '.join(missing)}{hint}; columns found: {listed}")
+
+
+def _require_json_keys(found: list[str], spec: InputSpec, segments: tuple[str, ...], required: list[str]) -> None:
+    # JSON declares no columns, and a writer may leave out null values: a key absent from the first records read
+    # is a missing column only for the event columns every row needs. An absent segment is only worth a warning.
+    if not found:
+        return  # no records to learn keys from: there are none, or every row is malformed
+    events_missing = [c for c in required if c not in found and c not in segments]
+    if events_missing:
         raise InputError(
-            f"input {spec.path!r} has no column {', '.join(missing)}{hint}; columns found{where}: {listed}"
+            f"input {spec.path!r} has no column {', '.join(events_missing)}; columns found (the keys of the first "
+            f"{_JSON_SAMPLE:,} records read): {', '.join(found)}"
         )
+    for segment in (c for c in segments if c not in found):
+        log.warning("reporting.segments: %s is in none of the first %d JSON records read; where it is absent, "
+                    "its value is 'unknown'", segment, _JSON_SAMPLE)
 
 
 def _require_types(source: DataFrame, spec: InputSpec, wanted: dict[str, str]) -> None:

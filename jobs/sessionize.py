@@ -44,23 +44,19 @@ def _user_timeline() -> WindowSpec:
     return Window.partitionBy("user_id").orderBy("event_ts", "event_id")
 
 
-def drop_duplicate_events(
-    events: DataFrame, segments: tuple[str, ...], observation: Observation | None = None, counted: Column | None = None
-) -> DataFrame:
-    """Keep one row per (user_id, event_id): the earliest copy (ties broken by its other values).
-
-    `observation`, if given, observes `kept` (rows kept) and `copies` (rows dropped) among the rows where `counted`
-    holds (all rows without it), as the job runs.
-    """
+def with_copy_number(events: DataFrame, segments: tuple[str, ...]) -> DataFrame:
+    """Add copy_number: 1 for the earliest copy of each (user_id, event_id) (ties broken by its other values),
+    2, 3, ... for the copies after it."""
     copies = Window.partitionBy("user_id", "event_id").orderBy("event_ts", "event_name", *segments)
-    numbered_copies = events.withColumn("copy_number", F.row_number().over(copies))
-    if observation is not None:
-        is_counted = F.lit(True) if counted is None else counted
-        numbered_copies = numbered_copies.observe(
-            observation,
-            F.count_if(is_counted & (F.col("copy_number") == 1)).alias("kept"),
-            F.count_if(is_counted & (F.col("copy_number") > 1)).alias("copies"),
-        )
+    return events.withColumn("copy_number", F.row_number().over(copies))
+
+
+def drop_duplicate_events(events: DataFrame, segments: tuple[str, ...]) -> DataFrame:
+    """Keep one row per (user_id, event_id): the earliest copy (see with_copy_number)."""
+    return _first_copies(events.transform(with_copy_number, segments))
+
+
+def _first_copies(numbered_copies: DataFrame) -> DataFrame:
     return numbered_copies.where(F.col("copy_number") == 1).drop("copy_number")
 
 
@@ -236,11 +232,19 @@ def sessionize(
     """Valid events in, one row per session out (SESSION_COLUMNS but session_number, then the segments).
 
     With `resume_points`, each user's events before their resume point are dropped after dedup (see resume_at).
-    `deduplication`, if given, observes `kept` and `copies` among the rows where `counted` holds (see
-    drop_duplicate_events).
+    `deduplication`, if given, observes `kept` (events left after dedup) and `copies` (copies dropped) among the
+    rows where `counted` holds (all rows without it), as the job runs.
     """
     by_user = valid_events.repartition("user_id")  # the one shuffle of events: every later step is keyed by user_id
-    deduplicated = by_user.transform(drop_duplicate_events, segments, deduplication, counted)
+    numbered_copies = by_user.transform(with_copy_number, segments)
+    if deduplication is not None:
+        is_counted = F.lit(True) if counted is None else counted
+        numbered_copies = numbered_copies.observe(
+            deduplication,
+            F.count_if(is_counted & (F.col("copy_number") == 1)).alias("kept"),
+            F.count_if(is_counted & (F.col("copy_number") > 1)).alias("copies"),
+        )
+    deduplicated = _first_copies(numbered_copies)
     if resume_points is not None:
         # Joined after the shuffle, so only the small resume_points frame moves; dedup first, so a copy before
         # the resume point still hides a later copy, as it does when the whole history is sessionized.

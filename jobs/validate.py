@@ -95,11 +95,12 @@ def with_bot_user_days(checked: DataFrame, max_events_per_day: int | None) -> Da
         .where(F.col("events") > max_events_per_day)
         .select("user_id", "event_date", F.lit(True).alias("is_bot_day"))
     )
-    # Bots are few by definition, so their user-days are broadcast: the events are not shuffled for this rule.
+    # Counting shuffles one row per distinct event of each user-day. Bots are few by definition, so their
+    # user-days are broadcast to the events, which are not shuffled for the join: a limit so low that it flags
+    # millions of user-days is not a bot rule.
     return (
         checked.join(F.broadcast(bot_days), on=["user_id", "event_date"], how="left")
-        .withColumn("reject_reason", F.when(is_valid & F.col("is_bot_day"), F.lit(BOT_USER_DAY))
-                    .otherwise(F.col("reject_reason")))
+        .withColumn("reject_reason", F.coalesce("reject_reason", F.when(F.col("is_bot_day"), F.lit(BOT_USER_DAY))))
         .drop("is_bot_day")
     )
 

@@ -95,7 +95,11 @@ def _replace_where(frame: DataFrame, path: str, predicate: str, partition_column
         .partitionBy(partition_column)
         .save(path)
     )
-    return int(_log_last_operation(frame.sparkSession, path, table, version_before).get("numOutputRows", 0))
+    metrics = _log_last_operation(frame.sparkSession, path, table, version_before)
+    if metrics and "numOutputRows" not in metrics:
+        raise RuntimeError(f"{table}: Delta recorded no numOutputRows; the job counts rows from the commit metrics, "
+                           "so spark.databricks.delta.history.metricsEnabled must stay true")
+    return int(metrics.get("numOutputRows", 0))
 
 
 def replace_sessions(sessions: DataFrame, path: str, first_day: date, last_day: date) -> int:
@@ -164,6 +168,12 @@ def merge_users(updates: DataFrame, path: str) -> None:
             .execute()
         )
     _log_last_operation(spark, path, Table.USERS)
+
+
+def restore_table(spark: SparkSession, path: str, version: int) -> None:
+    """Restore the Delta table at `path` to `version` (a new commit; the history keeps what was undone)."""
+    DeltaTable.forPath(spark, path).restoreToVersion(version)
+    log.info("%s: restored to version %d", path, version)
 
 
 def append_run(record: DataFrame, path: str, run_id: str) -> None:

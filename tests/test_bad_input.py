@@ -51,12 +51,17 @@ def test_broken_json_lines_and_values_of_the_wrong_json_type_are_quarantined(spa
     ])
     spec = InputSpec(path=str(tmp_path / "events"), format=InputFormat.JSON)
 
-    rows = checked(spark, spec).select("user_id", "reject_reason", "source_row").collect()
-
-    assert [(r["user_id"], r["reject_reason"]) for r in rows] == [
-        ("u1", None), ("42", None), (None, "wrong_type"), ("u1", "wrong_type"), ("u1", "wrong_type"),
-        ("u1", "wrong_type"), (None, "malformed_row"), (None, "malformed_row"), (None, "missing_user_id"),
-    ]
+    assertDataFrameEqual(
+        checked(spark, spec).select("user_id", "event_id", "reject_reason"),
+        [Row(user_id="u1", event_id="e1", reject_reason=None), Row(user_id="42", event_id="e2", reject_reason=None),
+         Row(user_id=None, event_id="e3", reject_reason="wrong_type"),
+         Row(user_id="u1", event_id="e4", reject_reason="wrong_type"),
+         Row(user_id="u1", event_id="e5", reject_reason="wrong_type"),
+         Row(user_id="u1", event_id=None, reject_reason="wrong_type"),
+         Row(user_id=None, event_id=None, reject_reason="malformed_row"),
+         Row(user_id=None, event_id=None, reject_reason="malformed_row"),
+         Row(user_id=None, event_id="e9", reject_reason="missing_user_id")],
+    )
 
 
 def test_a_quarantined_malformed_line_keeps_its_text_and_its_partition(spark, tmp_path):
@@ -93,6 +98,7 @@ def test_csv_lines_with_too_few_or_too_many_fields_are_malformed(spark, tmp_path
 def test_a_timestamp_off_its_partition_by_more_than_the_tolerance_is_quarantined(spark, tmp_path):
     # Partition 2 Nov is [2 Nov 00:00, 3 Nov 00:00) UTC; with a 1h tolerance, [1 Nov 23:00, 3 Nov 01:00).
     write_lines(tmp_path / "events", "2026-11-02", [
+        event("u1", "e0", ts="2026-11-02T12:00:00Z"),  # in the partition's own day
         event("u1", "e1", ts="2026-11-01T23:00:00Z"),  # exactly the tolerance early: kept
         event("u1", "e2", ts="2026-11-01T22:59:59Z"),  # a second more: out
         event("u1", "e3", ts="2026-11-03T00:59:59Z"),  # late, within the tolerance
@@ -104,14 +110,15 @@ def test_a_timestamp_off_its_partition_by_more_than_the_tolerance_is_quarantined
 
     assertDataFrameEqual(
         reasons(checked(spark, spec, tolerance=timedelta(hours=1))),
-        [Row(event_id="e1", reject_reason=None), Row(event_id="e2", reject_reason="event_date_mismatch"),
+        [Row(event_id="e0", reject_reason=None),
+         Row(event_id="e1", reject_reason=None), Row(event_id="e2", reject_reason="event_date_mismatch"),
          Row(event_id="e3", reject_reason=None), Row(event_id="e4", reject_reason="event_date_mismatch"),
          Row(event_id="e5", reject_reason="event_date_mismatch"),
          Row(event_id="e6", reject_reason="event_date_mismatch")],
     )
     # Without a tolerance, only the partition's own UTC day counts.
     strict = {r["event_id"] for r in checked(spark, spec).where(F.col("reject_reason").isNull()).collect()}
-    assert strict == set()
+    assert strict == {"e0"}
 
 
 def test_a_user_over_the_bot_limit_is_quarantined_for_that_partition_only(spark, tmp_path):
@@ -162,9 +169,32 @@ def test_a_json_input_without_a_required_key_lists_the_keys_found(spark, tmp_pat
                                                                 "event_name": "view", "event_ts": "2026-11-02"})])
     spec = InputSpec(path=str(tmp_path / "events"), format=InputFormat.JSON)
 
-    with pytest.raises(InputError, match=r"has no column user_id; columns found \(the first records read\): "
-                                         r"event_id, event_name, event_ts, userId, event_date"):
+    with pytest.raises(InputError, match=r"has no column user_id; columns found \(the keys of the first 1,000 "
+                                         r"records read\): event_id, event_name, event_ts, userId$"):
         read_events(spark, spec, (), MON, MON)
+
+
+def test_a_segment_absent_from_json_records_is_unknown_not_an_error(spark, tmp_path, caplog):
+    # JSON writers leave out null values, so a sparse segment may be absent from the records the check reads.
+    write_lines(tmp_path / "events", "2026-11-02", [event("u1", "e1"), event("u2", "e2", country="DE")])
+    spec = InputSpec(path=str(tmp_path / "events"), format=InputFormat.JSON)
+
+    events = read_events(spark, spec, ("country", "device"), MON, MON)
+
+    assertDataFrameEqual(events.select("user_id", "country", "device"),
+                         [Row(user_id="u1", country=None, device=None), Row(user_id="u2", country="DE", device=None)])
+    assert "reporting.segments: device is in none of the first 1000 JSON records read" in caplog.text
+
+
+def test_extra_input_columns_are_ignored(spark, tmp_path):
+    write_parquet(spark, tmp_path / "events", [("u1", "e1", "view", "2026-11-02T10:00:00Z", "ios", "9.1", MON)],
+                  "user_id string, event_id string, event_name string, event_ts string, platform string, "
+                  "app_version string, event_date date")
+
+    events = read_events(spark, InputSpec(path=str(tmp_path / "events")), ("platform",), MON, MON)
+
+    assert events.columns == ["user_id", "event_id", "event_name", "event_ts", "platform", "event_date",
+                              "source_row", "read_problem"]
 
 
 def test_a_configured_segment_absent_from_the_input_is_named_as_a_segment(spark, tmp_path):
@@ -187,6 +217,16 @@ def test_an_input_format_that_does_not_match_the_files_is_an_error(spark, tmp_pa
 
     with pytest.raises(InputError, match=message):
         partition_fingerprints(spark, InputSpec(path=str(tmp_path / "events"), format=configured))
+
+
+def test_a_format_mismatch_stops_the_run_before_it_writes(spark, job, capsys):
+    root, config = job
+    write_events(spark, root / "events", MONDAY, fmt="json")
+
+    assert run(config, "--date", "2026-11-02") == 1
+
+    assert "holds json files, but input.format is parquet" in capsys.readouterr().err
+    assert not (root / "out").exists()
 
 
 def test_an_empty_input_folder_is_an_error_and_nothing_is_written(spark, job, capsys):
@@ -256,9 +296,11 @@ def test_a_run_records_rows_read_sessionized_quarantined_by_reason_and_deduplica
     assert record.quarantine_reasons == {"missing_user_id": 1, "missing_event_ts": 1}
 
 
-def test_a_run_that_loses_rows_fails_its_accounting(spark, job, monkeypatch, capsys):
+def test_a_run_that_loses_rows_fails_its_accounting_and_undoes_its_writes(spark, job, monkeypatch, capsys):
     root, config = job
     write_events(spark, root / "events", MONDAY)
+    run(config, "--date", "2026-11-02")
+    before = {name: table(spark, root, name).collect() for name in ("sessions", "users", "quarantine", "kpis")}
     # A bug that drops valid rows between validation and sessionization.
     lossy = jobs.pipeline.valid_events
     monkeypatch.setattr(jobs.pipeline, "valid_events", lambda checked: lossy(checked).where("event_id != 'e5'"))
@@ -266,4 +308,11 @@ def test_a_run_that_loses_rows_fails_its_accounting(spark, job, monkeypatch, cap
     assert run(config, "--date", "2026-11-02") == 1
 
     assert "rows read (8) != sessionized (4) + quarantined (2, by reason 2) + deduplicated (1)" in capsys.readouterr().err
-    assert table(spark, root, "runs").first().status == "failed"
+    for name, rows in before.items():
+        assertDataFrameEqual(table(spark, root, name), rows)
+    failed = table(spark, root, "runs").where("status = 'failed'").first()
+    assert (failed.wrote_tables, failed.message.endswith("its writes were undone")) == (False, True)
+    # Fixed, the next run has nothing to repair.
+    monkeypatch.undo()
+    assert run(config, "--date", "2026-11-02") == 0
+    assert table(spark, root, "runs").where("status = 'repaired'").count() == 0

@@ -2,7 +2,8 @@
 KPIs of the good rows alone, every bad row lands in quarantine under its reason, every resent copy is counted as
 deduplicated, and each run's accounting identity holds.
 
-The bad rows reuse the good users' ids, so a rule that let one through would change a good user's sessions.
+The bad rows reuse the good users' ids, so a rule that let one through would change a good user's sessions
+(a bot has its own id: a good user over the bot limit would lose their sessions by design).
 SESSIONLAKE_PROPERTY_EXAMPLES sets the examples (default 1, each of EVENT_SETS event sets); HYPOTHESIS_RANDOM=1
 explores new ones instead of the fixed, reproducible draw.
 """
