@@ -69,15 +69,9 @@ def _latest_version(spark: SparkSession, path: str) -> int:
     return DeltaTable.forPath(spark, path).history(1).select("version").first()["version"]
 
 
-def _log_last_operation(
-    spark: SparkSession, path: str, table: Table, version_before: int | None = None
-) -> dict[str, str]:
-    # Row counts come from Delta's own commit metrics, never from an extra count() of the data. A write that
-    # changes nothing may commit nothing: when the latest commit is still `version_before`, it is not ours.
-    last = DeltaTable.forPath(spark, path).history(1).select("version", "operation", "operationMetrics").first()
-    if version_before is not None and last["version"] == version_before:
-        log.info("%s: nothing to commit", table)
-        return {}
+def _log_last_operation(spark: SparkSession, path: str, table: Table) -> dict[str, str]:
+    # Row counts come from Delta's own commit metrics, never from an extra count() of the data.
+    last = DeltaTable.forPath(spark, path).history(1).select("operation", "operationMetrics").first()
     metrics = last["operationMetrics"] or {}
     shown = {k: v for k, v in metrics.items() if k.startswith("num") and "Rows" in k or k == "numFiles"}
     log.info("%s: %s %s", table, last["operation"], shown)
@@ -87,6 +81,7 @@ def _log_last_operation(
 def _replace_where(frame: DataFrame, path: str, predicate: str, partition_column: str, table: Table) -> int:
     # Overwrite exactly the rows matching `predicate`: Delta rejects written rows outside it, and a rerun replaces
     # rather than appends, so reruns are idempotent.
+    # A write that changes nothing may commit nothing; then the latest commit is not this write's.
     version_before = _latest_version(frame.sparkSession, path)
     (
         frame.write.format("delta")
@@ -95,11 +90,14 @@ def _replace_where(frame: DataFrame, path: str, predicate: str, partition_column
         .partitionBy(partition_column)
         .save(path)
     )
-    metrics = _log_last_operation(frame.sparkSession, path, table, version_before)
-    if metrics and "numOutputRows" not in metrics:
-        raise RuntimeError(f"{table}: Delta recorded no numOutputRows; the job counts rows from the commit metrics, "
-                           "so spark.databricks.delta.history.metricsEnabled must stay true")
-    return int(metrics.get("numOutputRows", 0))
+    if _latest_version(frame.sparkSession, path) == version_before:
+        log.info("%s: nothing to commit", table)
+        return 0
+    metrics = _log_last_operation(frame.sparkSession, path, table)
+    if not metrics:
+        raise RuntimeError(f"{table}: Delta recorded no commit metrics; the job counts rows from them, so "
+                           "spark.databricks.delta.history.metricsEnabled must stay true")
+    return int(metrics.get("numOutputRows", 0))  # absent when the commit wrote no file
 
 
 def replace_sessions(sessions: DataFrame, path: str, first_day: date, last_day: date) -> int:

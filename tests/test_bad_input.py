@@ -282,12 +282,16 @@ def test_a_day_without_input_fails_the_run_when_the_config_requires_every_day(sp
 # Accounting: every row of a run's partitions is sessionized, quarantined or deduplicated.
 
 
-def test_a_run_records_rows_read_sessionized_quarantined_by_reason_and_deduplicated(spark, job):
+def test_a_run_records_rows_read_sessionized_quarantined_by_reason_and_deduplicated(spark, job, capsys):
     root, config = job
     # MONDAY: 8 rows; e4 is sent twice (1 copy dropped), one row lacks a user id and one a timestamp.
     write_events(spark, root / "events", MONDAY)
 
     run(config, "--date", "2026-11-02")
+
+    printed = capsys.readouterr().out
+    assert "rows read 8 = sessionized 5 + quarantined 2 + deduplicated 1" in printed
+    assert "quarantined rows: missing_event_ts: 1, missing_user_id: 1" in printed
 
     record = table(spark, root, "runs").first()
     assert (record.rows_read, record.rows_sessionized, record.rows_quarantined, record.rows_deduplicated) == (

@@ -1,11 +1,15 @@
 """Daily runs, late data, reruns and backfills on real Delta tables: each ends as a full recompute would."""
 
+import os
+import subprocess
 from datetime import date, timedelta
 from pathlib import Path
 
 from pyspark.sql import Row
 from pyspark.testing import assertDataFrameEqual
 
+from jobs.runs import RUNNING, RunRecord, now, to_frame
+from jobs.write import append_run
 from tests.helpers import utc
 from tests.test_pipeline import MON, TUE, run, table, write_events
 
@@ -146,7 +150,8 @@ def test_a_daily_run_reads_only_the_partitions_it_needs_however_long_the_history
     last = runs(spark, tmp_path).collect()[-1]
     # With a 24h cap in UTC: the day before (context) and the day itself; there is no partition after it yet.
     assert last.partitions_read == [date(2026, 10, 30), date(2026, 10, 31)]
-    assert (last.rows_read, last.sessions_written, last.rows_quarantined, last.rows_deduplicated) == (6, 3, 0, 0)
+    # Its rows are those of its own partition: the day before's are the run before's.
+    assert (last.rows_read, last.rows_sessionized, last.sessions_written) == (3, 3, 3)
 
 
 def test_days_run_out_of_order_give_the_tables_of_one_range_run_even_for_a_bot(spark, tmp_path):
@@ -172,3 +177,46 @@ def test_days_run_out_of_order_give_the_tables_of_one_range_run_even_for_a_bot(s
         assertDataFrameEqual(outcomes["shuffled"][name], outcomes["range"][name])
     bot_starts = sorted(r.session_start for r in outcomes["range"]["sessions"] if r.user_id == "bot")
     assert bot_starts == [utc("2026-11-02T05:00:00"), utc("2026-11-03T05:00:00"), utc("2026-11-04T05:00:00")]
+
+
+def claim_as_another_run(spark, root: Path, run_id: str, pid: int) -> None:
+    """A runs row marked running, as a run in process `pid` on this host appends it when it starts."""
+    other = RunRecord(run_id=run_id, requested_first_day=TUE, requested_last_day=TUE, first_day=TUE, last_day=TUE,
+                      reason="requested", status=RUNNING, started_at=now(), sessions_version=None,
+                      users_version=None, pid=pid)
+    append_run(to_frame(spark, other), str(root / "out" / "runs"), run_id)
+
+
+def test_a_run_stops_before_writing_while_an_earlier_run_is_alive(spark, tmp_path, capsys):
+    config = job(tmp_path)
+    write_events(spark, tmp_path / "events", [event("u1", "e1", "2026-11-02T10:00:00"),
+                                              event("u1", "e2", "2026-11-03T10:00:00")])
+    assert run(config, "--date", "2026-11-02") == 0
+    before = {name: table(spark, tmp_path, name).collect() for name in TABLES}
+    claim_as_another_run(spark, tmp_path, "other", pid=os.getpid())  # this process: alive
+
+    assert run(config, "--date", "2026-11-03") == 3
+
+    assert "another run (other, days 2026-11-03..2026-11-03" in capsys.readouterr().err
+    for name, rows in before.items():
+        assertDataFrameEqual(table(spark, tmp_path, name), rows)
+    statuses = {r.run_id == "other": (r.status, r.wrote_tables) for r in table(spark, tmp_path, "runs")
+                .where("first_day = '2026-11-03'").collect()}
+    assert statuses == {True: ("running", False), False: ("failed", False)}
+
+
+def test_a_run_that_died_before_writing_is_marked_failed_not_repaired(spark, tmp_path):
+    config = job(tmp_path)
+    write_events(spark, tmp_path / "events", [event("u1", "e1", "2026-11-02T10:00:00"),
+                                              event("u1", "e2", "2026-11-03T10:00:00")])
+    assert run(config, "--date", "2026-11-02") == 0
+    exited = subprocess.Popen(["true"])
+    exited.wait()  # reaped: its pid names no process now
+    claim_as_another_run(spark, tmp_path, "dead", pid=exited.pid)
+
+    assert run(config, "--date", "2026-11-03") == 0
+
+    dead = table(spark, tmp_path, "runs").where("run_id = 'dead'").first()
+    assert (dead.status, dead.wrote_tables) == ("failed", False)
+    assert "before writing anything" in dead.message
+    assert sorted(r.session_date for r in table(spark, tmp_path, "sessions").collect()) == [MON, TUE]
