@@ -5,6 +5,9 @@ from datetime import datetime
 
 # Spark settings for test-sized data, shared by the test session and the jobs tests start as their own process.
 SPARK_SETTINGS = {
+    # The whole suite shares one JVM, and Delta keeps each table's state cached: some 150 test tables outgrow the
+    # default 1g heap (a broadcast late in the run failed for want of memory).
+    "spark.driver.memory": "3g",
     "spark.sql.shuffle.partitions": "2",
     "spark.default.parallelism": "2",
     "spark.sql.session.timeZone": "UTC",

@@ -14,6 +14,7 @@ import jobs.pipeline
 from jobs.config import InputFormat, InputSpec
 from jobs.read import InputError, partition_fingerprints, read_events
 from jobs.validate import to_quarantine, with_bot_user_days, with_reject_reason
+from tests.helpers import utc
 from tests.test_pipeline import MON, MONDAY, run, table, write_events
 
 TUE = MON + timedelta(days=1)
@@ -184,6 +185,20 @@ def test_a_segment_absent_from_json_records_is_unknown_not_an_error(spark, tmp_p
     assertDataFrameEqual(events.select("user_id", "country", "device"),
                          [Row(user_id="u1", country=None, device=None), Row(user_id="u2", country="DE", device=None)])
     assert "reporting.segments: device is in none of the first 1000 JSON records read" in caplog.text
+
+
+def test_a_segment_added_to_newer_parquet_files_is_read_and_unknown_before(spark, job):
+    root, config = job
+    config.write_text(config.read_text().replace("[platform, country]", "[platform]"))
+    old = spark.createDataFrame([("u1", "e1", "view", utc("2026-11-02T10:00:00"), MON)],
+                                "user_id string, event_id string, event_name string, event_ts timestamp, event_date date")
+    old.write.partitionBy("event_date").parquet(str(root / "events"))
+    write_events(spark, root / "events", [("u2", "e2", "view", "2026-11-03T10:00:00", "ios", "DE")])
+
+    assert run(config, "--from", "2026-11-02", "--to", "2026-11-03") == 0
+
+    assertDataFrameEqual(table(spark, root, "sessions").select("user_id", "platform"),
+                         [Row(user_id="u1", platform="unknown"), Row(user_id="u2", platform="ios")])
 
 
 def test_extra_input_columns_are_ignored(spark, tmp_path):
