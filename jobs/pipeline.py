@@ -52,8 +52,9 @@ from jobs.plan import (
 )
 from jobs.read import (
     InputError,
+    InputListing,
     commits_by_tag,
-    partition_fingerprints,
+    list_input,
     read_events,
     read_table,
     table_version,
@@ -104,32 +105,13 @@ def run(spark: SparkSession, config: JobConfig, first_day: date, last_day: date)
     older than the window are logged and recorded, not processed.
     """
     rules, timezone = config.sessionization, config.reporting.timezone
-    tolerance = config.validation.partition_tolerance
     window_start = first_day - timedelta(days=config.input.late_days)
     inputs = _list_input(spark, config, window_start, last_day)
-    fingerprints = inputs.fingerprints
     runs = _runs(spark, config)
     processed = processed_days(runs)
     without_input = _days_without_input(config, inputs, first_day, last_day)
     asked = set(days_between(first_day, last_day)) - set(without_input)
-    changed = changed_inputs(processed, fingerprints, timezone, rules.max_session_duration, tolerance)
-    late = {day for day in changed if window_start <= day < first_day}
-    left = tuple(day for day in changed if day < window_start)
-    # A processed day in the window whose stored context changed (a follow-up cut off by a crash or a conflict).
-    in_window = [state for day, state in processed.items() if window_start <= day < first_day and day not in late]
-    late |= _stale_days(spark, config, in_window, fingerprints)
-    # A day skipped for want of input whose input has arrived since.
-    skipped = {day for r in runs for day in r.days_without_input if day < first_day} - set(processed)
-    arrived = {day for day in skipped if _has_input(config, inputs, day)}
-    late |= {day for day in arrived if day >= window_start}
-    if arrived - late:
-        log.warning("input arrived for skipped days %s, outside this run's late-data window (from %s): run them "
-                    "with --from/--to", ", ".join(map(str, sorted(arrived - late))), window_start)
-    if left:
-        log.warning(
-            "input changed for processed days %s, outside this run's late-data window (from %s): "
-            "run them with --from/--to", ", ".join(map(str, left)), window_start,
-        )
+    late, left = _late_days(spark, config, inputs, runs, window_start, first_day)
     reasons = {day: "late input" for day in late} | {day: "requested" for day in asked}
     run_ids = []
     pending = set(reasons)
@@ -144,16 +126,49 @@ def run(spark: SparkSession, config: JobConfig, first_day: date, last_day: date)
         processed.update({state.day: state for state in record.day_states})
         following = [processed[d] for d in days_after(step_last, timezone, rules.max_session_duration)
                      if d in processed and d not in pending]
-        for day in sorted(_stale_days(spark, config, following, fingerprints)):
+        for day in sorted(_stale_days(spark, config, following, inputs.fingerprints)):
             log.info("day %s continues from days this run changed: processing it again", day)
             pending.add(day)
     return run_ids
 
 
+def _late_days(
+    spark: SparkSession, config: JobConfig, inputs: _Input, runs: list[RunRecord], window_start: date, first_day: date
+) -> tuple[set[date], tuple[date, ...]]:
+    """(the days of [window_start, first_day) to process again, the changed days before window_start left alone).
+
+    A day comes back when its input changed since it was processed, when its stored context changed (a follow-up
+    cut off by a crash or a conflict), or when it was skipped for want of input that has arrived since. Changed
+    days before the window are logged, not processed.
+    """
+    rules, timezone = config.sessionization, config.reporting.timezone
+    tolerance = config.validation.partition_tolerance
+    processed = processed_days(runs)
+    changed = changed_inputs(processed, inputs.fingerprints, timezone, rules.max_session_duration, tolerance)
+    late = {day for day in changed if window_start <= day < first_day}
+    left = tuple(day for day in changed if day < window_start)
+    in_window = [state for day, state in processed.items() if window_start <= day < first_day and day not in late]
+    late |= _stale_days(spark, config, in_window, inputs.fingerprints)
+    skipped = {day for r in runs for day in r.days_without_input if day < first_day} - set(processed)
+    arrived = {day for day in skipped if _has_input(config, inputs, day)}
+    late |= {day for day in arrived if day >= window_start}
+    if arrived - late:
+        log.warning("input arrived for skipped days %s, outside this run's late-data window (from %s): run them "
+                    "with --from/--to", ", ".join(map(str, sorted(arrived - late))), window_start)
+    if left:
+        log.warning(
+            "input changed for processed days %s, outside this run's late-data window (from %s): "
+            "run them with --from/--to", ", ".join(map(str, left)), window_start,
+        )
+    return late, left
+
+
 @dataclass(frozen=True)
 class _Input:
-    """The input as a run found it: per partition date, a fingerprint of its files; and the dates present."""
+    """The input as a run found it, listed once: its files, per partition date a fingerprint of its files, and the
+    dates present."""
 
+    listing: InputListing
     fingerprints: dict[date, str]
     present: frozenset[date]
 
@@ -172,15 +187,16 @@ def _list_input(spark: SparkSession, config: JobConfig, first_day: date, last_da
     """List the input partitions and check the input's format, columns and types: every input error is raised
     here, before a run writes anything."""
     rules = config.sessionization
-    fingerprints = partition_fingerprints(spark, config.input)
+    listing = list_input(spark, config.input)
+    fingerprints = listing.fingerprints()
     first_input, last_input = input_days(
         first_day, last_day, config.reporting.timezone, rules.max_session_duration,
         config.validation.partition_tolerance,
     )
-    events = read_events(spark, config.input, config.reporting.segments, first_input, last_input)
+    events = read_events(spark, config.input, config.reporting.segments, first_input, last_input, listing)
     if not fingerprints and config.input.format is InputFormat.DELTA:
-        return _Input(fingerprints, frozenset(unpartitioned_days(events)))
-    return _Input(fingerprints, frozenset(fingerprints))
+        return _Input(listing, fingerprints, frozenset(unpartitioned_days(events)))
+    return _Input(listing, fingerprints, frozenset(fingerprints))
 
 
 def _missing_partitions(config: JobConfig, inputs: _Input, day: date) -> list[date]:
@@ -288,7 +304,6 @@ def _step(
         changed_days_not_processed=context.changed_days_not_processed,
         days_without_input=context.days_without_input,
     )
-    fingerprints = context.input.fingerprints
     append_run(to_frame(spark, claim), runs_path, claim.run_id)
     record, progress = claim, _Progress()
     try:
@@ -305,7 +320,7 @@ def _step(
         # Every run before this one has finished or died, and none can start writing now: repair the broken ones.
         processed = set(processed_days(runs))
         for broken in sorted(earlier + needing_repair(runs), key=lambda r: commits.get(r.run_id, -1)):
-            processed |= _repair(spark, config, broken, fingerprints, processed, claim.run_id)
+            processed |= _repair(spark, config, broken, context.input, processed, claim.run_id)
         record = replace(
             claim,
             sessions_version=table_version(spark, config.output.table_path(Table.SESSIONS)),
@@ -317,7 +332,7 @@ def _step(
             record.sessions_version, record.users_version,
         )
         with tagged_commits(spark, record.run_id):
-            finished = _process(spark, config, record, fingerprints, processed, progress)
+            finished = _process(spark, config, record, context.input, processed, progress)
     except BaseException as error:
         # Whatever stopped the run, its row must not stay running: later runs would take it for a live one.
         message = str(error) if isinstance(error, ConflictError) else f"{type(error).__name__}: {error}"[:2000]
@@ -347,7 +362,7 @@ def _repair(
     spark: SparkSession,
     config: JobConfig,
     broken: RunRecord,
-    fingerprints: dict[date, str],
+    inputs: _Input,
     processed: set[date],
     repairer: str,
 ) -> set[date]:
@@ -375,7 +390,7 @@ def _repair(
     log.warning("run %s (days %s..%s) did not finish: repairing it", broken.run_id, broken.first_day, broken.last_day)
     record = replace(broken, sessions_version=versions[0], users_version=versions[1])
     with tagged_commits(spark, broken.run_id):
-        repaired = _process(spark, config, record, fingerprints, processed, _Progress())
+        repaired = _process(spark, config, record, inputs, processed, _Progress())
     message = f"{broken.message or 'did not finish'}; repaired by {repairer}"
     update_run(to_frame(spark, repaired.finished(REPAIRED, message=message)), runs_path)
     return {state.day for state in repaired.day_states}
@@ -400,7 +415,9 @@ class _Progress:
 
 
 def _require_every_day(present: set[date], config: JobConfig, first_day: date, last_day: date) -> None:
-    # A run replaces its days in every table, so a day without input would silently erase what was stored.
+    # A run replaces its days in every table, so a day without input would silently erase what was stored. `run`
+    # skips the asked days without input before any step, so this guards the days a repair redoes: their input
+    # may have been removed since the broken run.
     required = required_partitions(first_day, last_day, config.reporting.timezone)
     missing = [day.isoformat() for day in required if day not in present]
     if missing:
@@ -425,7 +442,7 @@ def _process(
     spark: SparkSession,
     config: JobConfig,
     record: RunRecord,
-    fingerprints: dict[date, str],
+    inputs: _Input,
     processed_before: set[date],
     progress: _Progress,
 ) -> RunRecord:
@@ -436,7 +453,8 @@ def _process(
     lookback_start, context_start, first_instant = _anchor_window(config, first_day)
     first_input, last_input = input_days(first_day, last_day, timezone, rules.max_session_duration, tolerance)
 
-    events = read_events(spark, config.input, segments, first_input, last_input)
+    fingerprints = inputs.fingerprints
+    events = read_events(spark, config.input, segments, first_input, last_input, inputs.listing)
     unpartitioned = not fingerprints and config.input.format is InputFormat.DELTA
     present = unpartitioned_days(events) if unpartitioned else set(fingerprints)
     _require_every_day(present, config, first_day, last_day)

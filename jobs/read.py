@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from datetime import date
@@ -73,8 +74,76 @@ class InputError(ValueError):
     found), a column of a type events cannot have, or files of another format than input.format."""
 
 
+class InputFile(NamedTuple):
+    """One input file as listed: no data is read to list it."""
+
+    path: str
+    size: str  # bytes, as text ("" for a Delta table's files: Delta never rewrites a file in place)
+    modified: str  # microseconds since the epoch, as text ("" for Delta)
+
+
+class InputListing(NamedTuple):
+    """The input's files, listed once per run; the run's fingerprints and parquet reads both come from it."""
+
+    date_column: str
+    files: tuple[InputFile, ...]
+
+    def fingerprints(self) -> dict[date, str]:
+        """Per input partition date: a fingerprint of its files that changes when a file is added, replaced or
+        removed. A file outside a date folder has no date, and no fingerprint."""
+        by_day: dict[date, list[str]] = {}
+        for file in self.files:
+            day = _partition_date(_partition_text(file.path, self.date_column))
+            if day is not None:
+                by_day.setdefault(day, []).append(f"{file.path}|{file.size}|{file.modified}")
+        return {day: hashlib.sha256(",".join(sorted(lines)).encode()).hexdigest() for day, lines in by_day.items()}
+
+    def paths_between(self, first_day: date, last_day: date) -> list[str]:
+        """The files of partitions [first_day, last_day], and of every folder that is not a date (its rows go to
+        quarantine, whichever days run)."""
+        def wanted(path: str) -> bool:
+            day = _partition_date(_partition_text(path, self.date_column))
+            return day is None or first_day <= day <= last_day
+
+        return [file.path for file in self.files if wanted(file.path)]
+
+
+def _partition_text(path: str, date_column: str) -> str:
+    # The value of the path's date folder (event_date=VALUE/), "" when it has none.
+    match = re.search(rf"/{re.escape(date_column)}=([^/]*)/", path)
+    return match.group(1) if match else ""
+
+
+def _partition_date(text: str) -> date | None:
+    # Only a full, real YYYY-MM-DD is a partition date: a lenient parse would read event_date=2026-11 as 1 November.
+    if not re.match(_ISO_DATE, text):
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def list_input(spark: SparkSession, spec: InputSpec) -> InputListing:
+    """The input's files, from the file listing (never the data), after checking that they are of input.format.
+
+    Raises InputError for a missing path, a Delta table read as files, or files of another format.
+    """
+    if spec.format is InputFormat.DELTA:
+        files = tuple(InputFile(path, "", "") for path in _load(spark, spec, []).inputFiles())
+    else:
+        files = tuple(InputFile(row["path"], row["size"], row["modified"]) for row in _list_files(spark, spec))
+        _require_format(spark, spec, files)
+    return InputListing(spec.columns.event_date, files)
+
+
 def read_events(
-    spark: SparkSession, spec: InputSpec, segments: tuple[str, ...], first_day: date, last_day: date
+    spark: SparkSession,
+    spec: InputSpec,
+    segments: tuple[str, ...],
+    first_day: date,
+    last_day: date,
+    listing: InputListing | None = None,
 ) -> DataFrame:
     """Events of the input partitions [first_day, last_day] (UTC dates) and of any partition whose value is not a
     date (these are quarantined), renamed to the canonical columns.
@@ -82,7 +151,8 @@ def read_events(
     Output: user_id, event_id, event_name (strings), event_ts (as stored: a timestamp or text), the segments
     (strings), event_date (date), source_row (a struct of every input column and the partition's text, for
     quarantine) and read_problem (MALFORMED_ROW, WRONG_TYPE or null). Raises InputError when a column is missing
-    or of a type events cannot have.
+    or of a type events cannot have. `listing` is the run's `list_input`; parquet input is listed when it is not
+    given.
     """
     names = spec.columns
     wanted = {
@@ -92,7 +162,11 @@ def read_events(
         "event_ts": names.event_ts,
         **{segment: segment for segment in segments},
     }
-    source = _load(spark, spec, [*wanted.values(), names.event_date], first_day, last_day)
+    if spec.format is InputFormat.PARQUET:
+        listing = listing or list_input(spark, spec)
+        source = _load(spark, spec, [*wanted.values(), names.event_date], listing.paths_between(first_day, last_day))
+    else:
+        source = _load(spark, spec, [*wanted.values(), names.event_date])
     if spec.format is InputFormat.JSON:
         _require_json_keys(_json_columns(spark, spec, first_day, last_day), spec, segments, list(wanted.values()))
     else:
@@ -100,7 +174,7 @@ def read_events(
     if spec.format in (InputFormat.PARQUET, InputFormat.DELTA):
         _require_types(source, spec, wanted)
 
-    # Only a full YYYY-MM-DD is a partition date: a lenient cast would read event_date=2026-11 as 1 November.
+    # Only a full YYYY-MM-DD is a partition date (as in _partition_date), so an unreal date is null too.
     partition_text = F.col(names.event_date).cast(StringType())
     partition_day = F.when(partition_text.rlike(_ISO_DATE), partition_text.try_cast(DateType()))
     row_columns = [F.col(c) for c in source.columns if c != names.event_date]
@@ -145,17 +219,13 @@ def _json_text(name: str, allowed_types: str) -> tuple[Column, Column]:
     return F.when(~is_wrong, F.try_variant_get(F.col(name), "$", "string")), is_wrong
 
 
-def _load(
-    spark: SparkSession, spec: InputSpec, columns: list[str], first_day: date | None = None, last_day: date | None = None
-) -> DataFrame:
+def _load(spark: SparkSession, spec: InputSpec, columns: list[str], paths: list[str] | None = None) -> DataFrame:
     reader = spark.read.format(spec.format.value)
-    if spec.format is InputFormat.PARQUET and first_day is not None and last_day is not None:
+    if spec.format is InputFormat.PARQUET and paths:
         # Parquet files carry their own schemas, and Spark takes one file's unless told to merge them: a column
         # added to newer files (a new segment) would be missing. Merging the footers of only the partitions read
         # keeps that cost to the run's days, whatever the history's length.
-        files = _parquet_files(spark, spec, first_day, last_day)
-        if files:
-            return _checked_load(reader.option("basePath", spec.path).option("mergeSchema", "true"), spec, files)
+        return _checked_load(reader.option("basePath", spec.path).option("mergeSchema", "true"), spec, paths)
     if spec.format is InputFormat.JSON:
         # An explicit schema skips inference (a scan of every file). Each field is read as a variant, so its JSON
         # type can be checked; a line that is not a JSON object lands whole in _MALFORMED_TEXT. The partition is
@@ -184,14 +254,6 @@ def _load(
 
 def _load_csv(reader, spec: InputSpec) -> DataFrame:
     return _checked_load(reader.format("csv").option("header", "true").option("inferSchema", "false"), spec)
-
-
-def _parquet_files(spark: SparkSession, spec: InputSpec, first_day: date, last_day: date) -> list[str]:
-    # The files of partitions [first_day, last_day], and of every folder that is not a date (its rows go to
-    # quarantine, whichever days run).
-    partition = F.regexp_extract("path", rf"/{re.escape(spec.columns.event_date)}=([^/]*)/", 1)
-    wanted = ~partition.rlike(_ISO_DATE) | partition.between(first_day.isoformat(), last_day.isoformat())
-    return [row["path"] for row in _list_files(spark, spec).where(wanted).select("path").collect()]  # file names
 
 
 def _checked_load(reader, spec: InputSpec, paths: list[str] | None = None) -> DataFrame:
@@ -264,33 +326,7 @@ def _require_types(source: DataFrame, spec: InputSpec, wanted: dict[str, str]) -
             )
 
 
-def partition_fingerprints(spark: SparkSession, spec: InputSpec) -> dict[date, str]:
-    """Per input partition date: a fingerprint of its files that changes when a file is added, replaced or removed.
-
-    Read from the file listing, never the data: paths, sizes and modification times for parquet, JSON and CSV; the
-    active file paths for Delta (Delta never rewrites a file in place). A Delta input not partitioned by the
-    date column has no per-day files: see `unpartitioned_days`.
-    """
-    folder = rf"/{re.escape(spec.columns.event_date)}=(\d{{4}}-\d{{2}}-\d{{2}})/"
-    if spec.format is InputFormat.DELTA:
-        paths = _load(spark, spec, []).inputFiles()
-        files = spark.createDataFrame([(p, "", "") for p in paths], "path string, size string, modified string")
-    else:
-        files = _list_files(spark, spec)
-        _require_format(spark, spec, files)
-    rows = (
-        files
-        .withColumn("day", F.regexp_extract("path", folder, 1))
-        .where(F.col("day") != "")
-        .groupBy("day")
-        .agg(F.array_sort(F.collect_list(F.concat_ws("|", "path", "size", "modified"))).alias("files"))
-        .select("day", F.sha2(F.concat_ws(",", "files"), 256).alias("fingerprint"))
-        .collect()  # one row per partition folder
-    )
-    return {date.fromisoformat(row["day"]): row["fingerprint"] for row in rows}
-
-
-def _list_files(spark: SparkSession, spec: InputSpec) -> DataFrame:
+def _list_files(spark: SparkSession, spec: InputSpec) -> list:
     # binaryFile lists the files like any file source; without its content column it reads no data.
     try:
         listing = spark.read.format("binaryFile").load(spec.path)
@@ -303,24 +339,25 @@ def _list_files(spark: SparkSession, spec: InputSpec) -> DataFrame:
         F.col("length").cast("string").alias("size"),
         # Microseconds since the epoch: text of a timestamp would change with the session time zone.
         F.unix_micros("modificationTime").cast("string").alias("modified"),
-    )
+    ).collect()  # one row per file name
 
 
 # File name endings of each file format (a compression suffix may follow: .json.gz, .csv.bz2).
 _EXTENSIONS = {InputFormat.PARQUET: ("parquet",), InputFormat.JSON: ("json", "jsonl", "ndjson"), InputFormat.CSV: ("csv",)}
 
 
-def _require_format(spark: SparkSession, spec: InputSpec, files: DataFrame) -> None:
+def _require_format(spark: SparkSession, spec: InputSpec, files: tuple[InputFile, ...]) -> None:
     # Reading a Delta table's folder as parquet would also read the files Delta has removed: wrong numbers, no error.
     if DeltaTable.isDeltaTable(spark, spec.path):
         raise InputError(f"input.path {spec.path!r} is a Delta table, but input.format is {spec.format.value}: "
                          "set input.format: delta")
     known = "|".join(ext for exts in _EXTENSIONS.values() for ext in exts)
-    extension = F.regexp_extract(F.lower("path"), rf"\.({known})(\.[a-z0-9]+)?$", 1)
-    counts = {row["extension"]: row["count"] for row in files.groupBy(extension.alias("extension")).count().collect()}
-    if any(counts.get(ext) for ext in _EXTENSIONS[spec.format]):
+    extensions = {
+        match.group(1) for file in files if (match := re.search(rf"\.({known})(\.[a-z0-9]+)?$", file.path.lower()))
+    }
+    if extensions.intersection(_EXTENSIONS[spec.format]):
         return
-    others = sorted(f.value for f, exts in _EXTENSIONS.items() if any(counts.get(ext) for ext in exts))
+    others = sorted(f.value for f, exts in _EXTENSIONS.items() if extensions.intersection(exts))
     if others:
         raise InputError(f"input.path {spec.path!r} holds {' and '.join(others)} files, but input.format is "
                          f"{spec.format.value}: set input.format to match the files")

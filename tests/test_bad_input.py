@@ -12,7 +12,7 @@ from pyspark.testing import assertDataFrameEqual
 
 import jobs.pipeline
 from jobs.config import InputFormat, InputSpec
-from jobs.read import InputError, partition_fingerprints, read_events
+from jobs.read import InputError, list_input, read_events
 from jobs.validate import to_quarantine, with_bot_user_days, with_reject_reason
 from tests.helpers import utc
 from tests.test_pipeline import MON, MONDAY, run, table, write_events
@@ -231,7 +231,7 @@ def test_an_input_format_that_does_not_match_the_files_is_an_error(spark, tmp_pa
     write_events(spark, tmp_path / "events", MONDAY[:1], fmt=written)
 
     with pytest.raises(InputError, match=message):
-        partition_fingerprints(spark, InputSpec(path=str(tmp_path / "events"), format=configured))
+        list_input(spark, InputSpec(path=str(tmp_path / "events"), format=configured))
 
 
 def test_a_format_mismatch_stops_the_run_before_it_writes(spark, job, capsys):

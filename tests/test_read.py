@@ -1,3 +1,4 @@
+import hashlib
 from datetime import date
 
 import pytest
@@ -6,7 +7,7 @@ from pyspark.sql import Row
 from pyspark.testing import assertDataFrameEqual
 
 from jobs.config import InputSpec
-from jobs.read import InputError, WriterStart, partition_fingerprints, read_events, writer_start
+from jobs.read import InputError, InputFile, InputListing, WriterStart, list_input, read_events, writer_start
 from jobs.write import tagged_commits
 from tests.helpers import utc
 
@@ -55,11 +56,11 @@ def test_partition_fingerprints_come_from_the_file_listing_and_change_with_a_new
         schema,
     )
     spec = InputSpec(path=str(tmp_path / "events"))
-    before = partition_fingerprints(spark, spec)
+    before = list_input(spark, spec).fingerprints()
 
     late_file = spark.createDataFrame([("u2", "e5", "view", utc("2026-11-03T11:00:00"), date(2026, 11, 3))], schema)
     late_file.write.mode("append").partitionBy("event_date").parquet(str(tmp_path / "events"))
-    after = partition_fingerprints(spark, spec)
+    after = list_input(spark, spec).fingerprints()
 
     # The undated folder (event_date=__HIVE_DEFAULT_PARTITION__) is not a partition date.
     assert set(before) == set(after) == {date(2026, 11, 1), date(2026, 11, 3)}
@@ -112,3 +113,33 @@ def test_a_writers_start_is_the_version_before_its_first_tagged_commit(spark, tm
     # The tag lasts the block only: a commit after it is untagged.
     row.write.format("delta").mode("append").save(path)
     assert spark.sql(f"DESCRIBE HISTORY delta.`{path}` LIMIT 1").first()["userMetadata"] is None
+
+
+def test_a_listing_reads_only_full_real_dates_as_partitions():
+    listing = InputListing("event_date", (
+        InputFile("file:/in/event_date=2026-11-01/a.parquet", "10", "1"),
+        InputFile("file:/in/event_date=2026-11-03/b.parquet", "10", "1"),
+        InputFile("file:/in/event_date=2026-13-45/c.parquet", "10", "1"),  # not a real date
+        InputFile("file:/in/event_date=2026-11/d.parquet", "10", "1"),  # not a full date
+        InputFile("file:/in/e.parquet", "10", "1"),  # no date folder
+    ))
+
+    assert set(listing.fingerprints()) == {date(2026, 11, 1), date(2026, 11, 3)}
+    # A run reads its partitions and every file without a date, whose rows it quarantines.
+    assert listing.paths_between(date(2026, 11, 2), date(2026, 11, 3)) == [
+        "file:/in/event_date=2026-11-03/b.parquet",
+        "file:/in/event_date=2026-13-45/c.parquet",
+        "file:/in/event_date=2026-11/d.parquet",
+        "file:/in/e.parquet",
+    ]
+
+
+def test_a_partition_fingerprint_is_the_sha256_of_its_sorted_files_so_stored_ones_stay_valid():
+    # The runs table stores these fingerprints: the formula must not change between versions.
+    listing = InputListing("event_date", (
+        InputFile("file:/in/event_date=2026-11-01/b.parquet", "20", "7"),
+        InputFile("file:/in/event_date=2026-11-01/a.parquet", "10", "5"),
+    ))
+    files = "file:/in/event_date=2026-11-01/a.parquet|10|5,file:/in/event_date=2026-11-01/b.parquet|20|7"
+
+    assert listing.fingerprints() == {date(2026, 11, 1): hashlib.sha256(files.encode()).hexdigest()}
