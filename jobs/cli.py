@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from importlib import metadata
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Sequence
@@ -88,11 +89,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             config = load_config(
                 args.config, input_path=args.input, input_format=args.input_format, output_path=args.output
             )
-            _run(config, first_day, last_day)
+            _run(config, first_day, last_day, args.verbose)
         else:
             # The config gives the rules; the sample has its own paths, so real input is never overwritten.
             config = load_config(args.config, input_path=args.events, input_format="parquet", output_path=args.output)
-            _sample(config, args.users, args.first_day, args.days)
+            _sample(config, args.users, args.first_day, args.days, args.verbose)
     except ConfigError as error:
         print(f"sessionlake: error: {error}", file=sys.stderr)
         return 2
@@ -108,20 +109,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _run(config: JobConfig, first_day: date, last_day: date) -> None:
+def _package() -> str:
+    # Which code runs matters on a cluster: an installed wheel, or one shipped with --py-files.
+    try:
+        version = metadata.version("sessionlake")
+    except metadata.PackageNotFoundError:
+        version = "(no package metadata)"
+    return f"sessionlake {version}, jobs from {Path(__file__).resolve().parent.parent}"
+
+
+def _run(config: JobConfig, first_day: date, last_day: date, verbose: bool) -> None:
     from jobs import pipeline
     from jobs.spark_session import get_spark
 
-    spark = get_spark()
+    log.info(_package())
+    spark = get_spark(spark_log_level="INFO" if verbose else "ERROR")
     run_ids = pipeline.run(spark, config, first_day, last_day)
     print(pipeline.summary(spark, config, first_day, last_day, run_ids))
 
 
-def _sample(config: JobConfig, users: int, first_day: date, days: int) -> None:
+def _sample(config: JobConfig, users: int, first_day: date, days: int, verbose: bool) -> None:
     from jobs.sample import generate_events, write_sample
     from jobs.spark_session import get_spark
 
     last_day = first_day + timedelta(days=days - 1)
     log.info("writing %d users' sample events for %s..%s to %s", users, first_day, last_day, config.input.path)
-    write_sample(generate_events(get_spark(), users=users, days=days, first_day=first_day), config.input.path)
-    _run(config, first_day, last_day)  # get_spark() hands back the same session
+    spark = get_spark(spark_log_level="INFO" if verbose else "ERROR")
+    write_sample(generate_events(spark, users=users, days=days, first_day=first_day), config.input.path)
+    _run(config, first_day, last_day, verbose)  # get_spark() hands back the same session

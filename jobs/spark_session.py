@@ -5,14 +5,13 @@ from __future__ import annotations
 import logging
 import os
 
+from pyspark import SparkConf
 from pyspark.sql import SparkSession
 
 log = logging.getLogger(__name__)
 
-_DELTA_SETTINGS = {
-    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
-    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
-}
+_DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
+_DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
 
 # Local mode only: settings for a laptop-sized JVM. A cluster's own settings are never overridden.
 _LOCAL_SETTINGS = {
@@ -23,25 +22,62 @@ _LOCAL_SETTINGS = {
 }
 
 
-def _on_a_platform() -> bool:
-    # spark-submit starts Python with a gateway into its JVM; Databricks and notebooks have an active session.
-    return "PYSPARK_GATEWAY_PORT" in os.environ or SparkSession.getActiveSession() is not None
+def get_spark(app_name: str = "sessionlake", spark_log_level: str = "ERROR") -> SparkSession:
+    """The session to run in: the active one (Databricks, a notebook) as it is; under spark-submit, one built from
+    spark-submit's settings with Delta's two SQL settings added where absent; otherwise a local[*] session with
+    Delta (its jars fetched from Maven Central on first use).
 
-
-def get_spark(app_name: str = "sessionlake") -> SparkSession:
-    """The platform's session under spark-submit or Databricks; otherwise a local[*] session with Delta.
-
-    On a platform only the app name is set: master, memory, shuffle partitions and Delta's configuration
-    are the platform's (it must load Delta, e.g. with spark-submit --packages).
+    Under spark-submit and on a platform, master, memory, shuffle partitions and the app name are the platform's:
+    the job sets nothing else. The Delta jar must be on the classpath there (spark-submit --packages). Spark's own
+    log lines below `spark_log_level` are dropped, except in an active platform session, which keeps its own.
     """
-    if _on_a_platform():
-        return SparkSession.builder.appName(app_name).getOrCreate()
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    if "PYSPARK_GATEWAY_PORT" in os.environ:  # spark-submit started this Python with a gateway into its JVM
+        spark = _submitted_session()
+    else:
+        spark = _local_session(app_name)
+    spark.sparkContext.setLogLevel(spark_log_level)
+    _log_settings(spark)
+    return spark
+
+
+def delta_settings(submitted: SparkConf) -> dict[str, str]:
+    """The Delta settings a session built from `submitted` lacks: the SQL extension (appended to any others) and
+    the catalog (only when no catalog is set: another catalog implementation is the platform's choice)."""
+    missing = {}
+    extensions = [e.strip() for e in (submitted.get("spark.sql.extensions") or "").split(",") if e.strip()]
+    if _DELTA_EXTENSION not in extensions:
+        missing["spark.sql.extensions"] = ",".join([*extensions, _DELTA_EXTENSION])
+    if submitted.get("spark.sql.catalog.spark_catalog") is None:
+        missing["spark.sql.catalog.spark_catalog"] = _DELTA_CATALOG
+    return missing
+
+
+def _submitted_session() -> SparkSession:
+    builder = SparkSession.builder
+    for key, value in delta_settings(SparkConf()).items():  # SparkConf() holds what spark-submit was given
+        log.info("spark-submit: %s not set, using %s", key, value)
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
+
+
+def _local_session(app_name: str) -> SparkSession:
     from delta import configure_spark_with_delta_pip
 
     builder = SparkSession.builder.master("local[*]").appName(app_name)
-    for key, value in {**_DELTA_SETTINGS, **_LOCAL_SETTINGS}.items():
+    settings = {"spark.sql.extensions": _DELTA_EXTENSION, "spark.sql.catalog.spark_catalog": _DELTA_CATALOG}
+    for key, value in {**settings, **_LOCAL_SETTINGS}.items():
         builder = builder.config(key, value)
-    spark = configure_spark_with_delta_pip(builder).getOrCreate()
-    spark.sparkContext.setLogLevel("ERROR")
-    log.info("local Spark %s with Delta, %d cores", spark.version, spark.sparkContext.defaultParallelism)
-    return spark
+    return configure_spark_with_delta_pip(builder).getOrCreate()
+
+
+def _log_settings(spark: SparkSession) -> None:
+    conf = spark.sparkContext.getConf()
+    log.info(
+        "Spark %s: master %s, app %s, %d cores, driver memory %s, shuffle partitions %s",
+        spark.version, conf.get("spark.master"), conf.get("spark.app.name"),
+        spark.sparkContext.defaultParallelism, conf.get("spark.driver.memory", "default"),
+        spark.conf.get("spark.sql.shuffle.partitions"),
+    )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +35,17 @@ def spark() -> Iterator[SparkSession]:
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory) -> Path:
+    """The package built as users build it (python -m build), once per test run."""
+    out = tmp_path_factory.mktemp("dist")
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run([sys.executable, "-m", "build", "--wheel", "--outdir", str(out), str(root)], check=True,
+                   capture_output=True)
+    (built,) = out.glob("sessionlake-*.whl")
+    return built
 
 
 @pytest.fixture
