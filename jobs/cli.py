@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from importlib import metadata
 from datetime import date, timedelta
+from importlib import metadata
 from pathlib import Path
 from typing import Sequence
 
 from jobs.config import ConfigError, InputFormat, JobConfig, load_config
 from jobs.read import InputError
 from jobs.runs import AccountingError, ConflictError
+from jobs.write import OutputError
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +44,9 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--date", type=_iso_date, help="one reporting day, YYYY-MM-DD")
     run.add_argument("--from", dest="first_day", type=_iso_date, help="first reporting day of a range")
     run.add_argument("--to", dest="last_day", type=_iso_date, help="last reporting day of a range (inclusive)")
-    run.add_argument("--input", help="override input.path")
+    run.add_argument("--input", help="override input.path (in place of input.table, if the config has one)")
     run.add_argument("--input-format", choices=[f.value for f in InputFormat], help="override input.format")
-    run.add_argument("--output", help="override output.path")
+    run.add_argument("--output", help="override output.path (in place of output.catalog, if the config has one)")
 
     sample = commands.add_parser("sample", parents=[common], help="generate sample events and sessionize them")
     sample.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="config for the rules (default %(default)s)")
@@ -97,10 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"sessionlake: error: {error}", file=sys.stderr)
         return 2
-    except InputError as error:
-        print(f"sessionlake: error: {error}", file=sys.stderr)
-        return 1
-    except AccountingError as error:
+    except (InputError, OutputError, AccountingError) as error:
         print(f"sessionlake: error: {error}", file=sys.stderr)
         return 1
     except ConflictError as error:

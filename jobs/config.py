@@ -18,6 +18,7 @@ RESERVED_SEGMENTS = frozenset({"all", "user_type"})
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NAME_PART = r"[A-Za-z_][A-Za-z0-9_]*"
 
 
 class ConfigError(ValueError):
@@ -49,9 +50,29 @@ def _check_column_name(name: str) -> str:
     return name
 
 
+def _name_check(parts: str, described: str):
+    pattern = re.compile(rf"^{_NAME_PART}(\.{_NAME_PART}){{{parts}}}$")
+
+    def check(name: str) -> str:
+        if not pattern.match(name):
+            raise ValueError(f"{name!r} is not {described}")
+        return name
+
+    return check
+
+
+class TableName(str):
+    """A catalog table's name (catalog.schema.table or schema.table), where a plain str is a table's path."""
+
+
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 TimeZoneName = Annotated[str, AfterValidator(_check_timezone)]
 ColumnName = Annotated[str, AfterValidator(_check_column_name)]
+# A schema (database) in the session's catalog, or catalog.schema; a table as schema.table or catalog.schema.table.
+SchemaName = Annotated[str, AfterValidator(_name_check("0,1", "a schema name: schema or catalog.schema"))]
+QualifiedTableName = Annotated[
+    str, AfterValidator(_name_check("1,2", "a table name: schema.table or catalog.schema.table"))
+]
 
 
 class InputFormat(StrEnum):
@@ -76,11 +97,34 @@ class InputColumns(_Frozen):
 
 
 class InputSpec(_Frozen):
-    path: str
+    """Where events come from: files or a Delta table under `path`, or a catalog table (`table`, a Delta table)."""
+
+    path: str | None = None
+    table: QualifiedTableName | None = None
     format: InputFormat = InputFormat.PARQUET
     columns: InputColumns = InputColumns()
     # How many days back a run looks for input partitions that changed since they were processed (late data).
     late_days: Annotated[int, Field(ge=0)] = 3
+
+    @model_validator(mode="before")
+    @classmethod
+    def _a_table_is_delta(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and raw.get("table") is not None and "format" not in raw:
+            return {**raw, "format": InputFormat.DELTA.value}
+        return raw
+
+    @model_validator(mode="after")
+    def _path_or_table(self) -> InputSpec:
+        if (self.path is None) == (self.table is None):
+            raise ValueError("give input.path (files or a Delta table) or input.table (a catalog table), not both")
+        if self.table is not None and self.format is not InputFormat.DELTA:
+            raise ValueError("input.table is a catalog table, read as delta: leave input.format out or set delta")
+        return self
+
+    @property
+    def location(self) -> str:
+        """The path or the table name, for messages."""
+        return self.table if self.table is not None else self.path
 
 
 class Sessionization(_Frozen):
@@ -140,11 +184,28 @@ class Table(StrEnum):
 
 
 class OutputSpec(_Frozen):
-    path: str
+    """Where the tables go: Delta tables in folders under `path`, or managed tables in the catalog schema `catalog`
+    (`main.analytics` or `analytics`)."""
+
+    path: str | None = None
+    catalog: SchemaName | None = None
+
+    @model_validator(mode="after")
+    def _path_or_catalog(self) -> OutputSpec:
+        if (self.path is None) == (self.catalog is None):
+            raise ValueError("give output.path (a folder) or output.catalog (a schema: main.analytics), not both")
+        return self
 
     def table_path(self, table: Table) -> str:
-        """Where `table` lives: a path-based Delta table under output.path."""
+        """Where `table` lives: the folder output.path/<table>, or the TableName output.catalog.<table>."""
+        if self.catalog is not None:
+            return TableName(f"{self.catalog}.{table.value}")
         return f"{self.path.rstrip('/')}/{table.value}"
+
+    @property
+    def location(self) -> str:
+        """The folder or the schema, for messages."""
+        return self.catalog if self.catalog is not None else self.path
 
 
 class JobConfig(_Frozen):
@@ -182,12 +243,18 @@ def load_config(
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the config must be a mapping of sections (input, sessionization, ...)")
-    overrides = {("input", "path"): input_path, ("input", "format"): input_format, ("output", "path"): output_path}
-    for (section, key), value in overrides.items():
+    # A path given on the command line replaces the table or catalog the config names.
+    overrides = {
+        ("input", "path", "table"): input_path,
+        ("input", "format", None): input_format,
+        ("output", "path", "catalog"): output_path,
+    }
+    for (section, key, replaced), value in overrides.items():
         if value is not None:
             raw.setdefault(section, {})
             if isinstance(raw[section], dict):
                 raw[section][key] = value
+                raw[section].pop(replaced, None)
     try:
         return JobConfig.model_validate(raw)
     except ValidationError as error:

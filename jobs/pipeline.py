@@ -85,6 +85,7 @@ from jobs.write import (
     replace_kpis,
     replace_quarantine,
     replace_sessions,
+    require_schema,
     restore_table,
     tagged_commits,
     update_run,
@@ -106,6 +107,7 @@ def run(spark: SparkSession, config: JobConfig, first_day: date, last_day: date)
     """
     rules, timezone = config.sessionization, config.reporting.timezone
     window_start = first_day - timedelta(days=config.input.late_days)
+    require_schema(spark, config.output.catalog)
     inputs = _list_input(spark, config, window_start, last_day)
     runs = _runs(spark, config)
     processed = processed_days(runs)
@@ -218,7 +220,7 @@ def _days_without_input(config: JobConfig, inputs: _Input, first_day: date, last
     without = tuple(day for day in asked if missing[day])
     if not without:
         return ()
-    path = config.input.path
+    path = config.input.location
     found = f"{min(inputs.present)}..{max(inputs.present)}" if inputs.present else "none"
     if len(without) == len(asked):
         raise InputError(f"input {path!r} has no partition for {first_day}..{last_day} (partitions found: {found}); "
@@ -353,7 +355,7 @@ def _conflict_message(config: JobConfig, other: RunRecord) -> str:
     return (
         f"another run ({other.run_id}, days {other.first_day}..{other.last_day}, "
         f"started {other.started_at:%Y-%m-%d %H:%M:%S} on {other.host}, pid {other.pid}) is writing to "
-        f"{config.output.path}; this run stopped before writing its days. "
+        f"{config.output.location}; this run stopped before writing its days. "
         "Run again when it has finished (a run that died is repaired by the next run)."
     )
 
@@ -422,7 +424,7 @@ def _require_every_day(present: set[date], config: JobConfig, first_day: date, l
     missing = [day.isoformat() for day in required if day not in present]
     if missing:
         raise InputError(
-            f"input {config.input.path!r} has no partition for {', '.join(missing)}; nothing was written "
+            f"input {config.input.location!r} has no partition for {', '.join(missing)}; nothing was written "
             "(a run replaces its days, so running a day without input would erase it)"
         )
 
@@ -615,7 +617,7 @@ def summary(spark: SparkSession, config: JobConfig, first_day: date, last_day: d
     period_order = [p.value for p in Period]
     kpi_rows.sort(key=lambda row: (period_order.index(row["period"]), row["period_start"]))
     lines = [
-        f"sessionlake: {first_day}..{last_day} ({config.reporting.timezone}) -> {config.output.path}",
+        f"sessionlake: {first_day}..{last_day} ({config.reporting.timezone}) -> {config.output.location}",
         f"{'period':<6} {'start':<10} {'sessions':>10} {'users':>8} {'actions':>11} {'APS':>7} {'SPU':>6}",
     ]
     for row in kpi_rows:

@@ -28,7 +28,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from jobs.config import InputFormat, InputSpec
+from jobs.config import InputFormat, InputSpec, TableName
 
 log = logging.getLogger(__name__)
 
@@ -258,8 +258,12 @@ def _load_csv(reader, spec: InputSpec) -> DataFrame:
 
 def _checked_load(reader, spec: InputSpec, paths: list[str] | None = None) -> DataFrame:
     try:
+        if spec.table is not None:
+            return reader.table(spec.table)
         return reader.load(paths or spec.path)
     except AnalysisException as error:
+        if "TABLE_OR_VIEW_NOT_FOUND" in str(error):
+            raise InputError(f"input.table {spec.table!r} does not exist") from None
         if "PATH_NOT_FOUND" in str(error) or "is not a Delta table" in str(error):
             raise InputError(
                 f"input.path {spec.path!r} does not exist or holds no {spec.format.value} input"
@@ -295,7 +299,7 @@ def _require_columns(found: list[str], spec: InputSpec, segments: tuple[str, ...
         listed = ", ".join(c for c in found if c != _MALFORMED_TEXT)
         segment = [c for c in missing if c in segments]
         hint = f"; reporting.segments names {', '.join(segment)}" if segment else ""
-        raise InputError(f"input {spec.path!r} has no column {', '.join(missing)}{hint}; columns found: {listed}")
+        raise InputError(f"input {spec.location!r} has no column {', '.join(missing)}{hint}; columns found: {listed}")
 
 
 def _require_json_keys(found: list[str], spec: InputSpec, segments: tuple[str, ...], required: list[str]) -> None:
@@ -306,7 +310,7 @@ def _require_json_keys(found: list[str], spec: InputSpec, segments: tuple[str, .
     events_missing = [c for c in required if c not in found and c not in segments]
     if events_missing:
         raise InputError(
-            f"input {spec.path!r} has no column {', '.join(events_missing)}; columns found (the keys of the first "
+            f"input {spec.location!r} has no column {', '.join(events_missing)}; columns found (the keys of the first "
             f"{_JSON_SAMPLE:,} records read): {', '.join(found)}"
         )
     for segment in (c for c in segments if c not in found):
@@ -321,7 +325,7 @@ def _require_types(source: DataFrame, spec: InputSpec, wanted: dict[str, str]) -
         whole_decimal = isinstance(data_type, DecimalType) and data_type.scale == 0 and name in ("user_id", "event_id")
         if not isinstance(data_type, kinds) and not whole_decimal:
             raise InputError(
-                f"input {spec.path!r}: column {input_name} ({name}) is {data_type.simpleString()}, "
+                f"input {spec.location!r}: column {input_name} ({name}) is {data_type.simpleString()}, "
                 f"but {name} must be {described}"
             )
 
@@ -370,27 +374,40 @@ def unpartitioned_days(events: DataFrame) -> set[date]:
     return {row["event_date"] for row in rows if row["event_date"]}
 
 
-def read_table(spark: SparkSession, path: str, version: int | None = None) -> DataFrame | None:
-    """The Delta table at `path` (as of `version`, if given), or None when no table has been written there yet."""
-    if not DeltaTable.isDeltaTable(spark, path):
+def table_exists(spark: SparkSession, table: str) -> bool:
+    """Whether there is a table at `table`: a Delta table's path, or a TableName in the session's catalog."""
+    if isinstance(table, TableName):
+        return spark.catalog.tableExists(table)
+    return DeltaTable.isDeltaTable(spark, table)
+
+
+def delta_table(spark: SparkSession, table: str) -> DeltaTable:
+    """The Delta table at `table`: a path, or a TableName in the session's catalog."""
+    return DeltaTable.forName(spark, table) if isinstance(table, TableName) else DeltaTable.forPath(spark, table)
+
+
+def read_table(spark: SparkSession, table: str, version: int | None = None) -> DataFrame | None:
+    """The Delta table at `table` (a path or a TableName; as of `version`, if given), or None when no table has been
+    written there yet."""
+    if not table_exists(spark, table):
         return None
     reader = spark.read.format("delta")
     if version is not None:
         reader = reader.option("versionAsOf", version)
-    return reader.load(path)
+    return reader.table(table) if isinstance(table, TableName) else reader.load(table)
 
 
-def table_version(spark: SparkSession, path: str) -> int | None:
-    """The latest version of the Delta table at `path`, or None when there is no table yet."""
-    if not DeltaTable.isDeltaTable(spark, path):
+def table_version(spark: SparkSession, table: str) -> int | None:
+    """The latest version of the Delta table at `table`, or None when there is no table yet."""
+    if not table_exists(spark, table):
         return None
-    return DeltaTable.forPath(spark, path).history(1).select("version").first()["version"]
+    return delta_table(spark, table).history(1).select("version").first()["version"]
 
 
 def commits_by_tag(spark: SparkSession, path: str, last: int = 500) -> dict[str, int]:
     """userMetadata -> its first commit version, over the table's last `last` commits: the order in which tagged
     commits landed, which no writer's clock can get wrong."""
-    history = DeltaTable.forPath(spark, path).history(last).select("version", "userMetadata").collect()
+    history = delta_table(spark, path).history(last).select("version", "userMetadata").collect()
     firsts: dict[str, int] = {}
     for row in history:
         if row["userMetadata"]:
@@ -408,9 +425,9 @@ class WriterStart(NamedTuple):
 def writer_start(spark: SparkSession, path: str, tag: str, last: int = 500) -> WriterStart:
     """The first commit tagged `tag` (userMetadata) in the table at `path`, and the version before it; when there
     is none, the latest version (nothing was written since the writer started, if it held the output's lock)."""
-    if not DeltaTable.isDeltaTable(spark, path):
+    if not table_exists(spark, path):
         return WriterStart(None, None)
-    history = DeltaTable.forPath(spark, path).history(last).select("version", "userMetadata").collect()
+    history = delta_table(spark, path).history(last).select("version", "userMetadata").collect()
     tagged = [row["version"] for row in history if row["userMetadata"] == tag]
     if not tagged:
         return WriterStart(None, history[0]["version"])

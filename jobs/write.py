@@ -1,4 +1,4 @@
-"""Frames -> Delta tables under output.path (the only module that writes)."""
+"""Frames -> Delta tables under output.path or in output.catalog (the only module that writes)."""
 
 from __future__ import annotations
 
@@ -19,12 +19,12 @@ from delta.exceptions import (
     MetadataChangedException,
     ProtocolChangedException,
 )
-from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.config import Table
+from jobs.config import Table, TableName
 from jobs.metrics import Periods
+from jobs.read import delta_table, table_exists
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,18 @@ CONFLICTS = (
 
 
 _USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
+
+
+class OutputError(ValueError):
+    """The output cannot be written: output.catalog names a schema the session's catalog does not have."""
+
+
+def require_schema(spark: SparkSession, schema: str | None) -> None:
+    """Check that the catalog schema the tables go to exists (None: tables are paths). Creating schemas is left to
+    whoever owns the catalog: on a shared platform it takes privileges a daily job should not hold."""
+    if schema is not None and not spark.catalog.databaseExists(schema):
+        raise OutputError(f"output.catalog {schema!r}: no such schema in the session's catalog; create it first "
+                          f"(CREATE SCHEMA {schema})")
 
 
 @contextmanager
@@ -63,15 +75,36 @@ def _between(column: str, first: date, last: date) -> str:
     return f"{column} >= '{first.isoformat()}' AND {column} <= '{last.isoformat()}'"
 
 
+def _create_if_missing(frame: DataFrame, table: str, partition_column: str | None = None) -> None:
+    # A catalog table is created empty before its first write: in Spark 4.2 a query that itself creates a table
+    # (CREATE TABLE AS SELECT) loses the metrics observed on it, which the run's accounting reads.
+    if not isinstance(table, TableName) or table_exists(frame.sparkSession, table):
+        return
+    writer = frame.sparkSession.createDataFrame([], frame.schema).writeTo(table).using("delta")
+    if partition_column is not None:
+        writer = writer.partitionedBy(F.col(partition_column))
+    writer.create()
+
+
+def _append(frame: DataFrame, table: str) -> None:
+    # New columns are added to the table (mergeSchema): a table written by an older version gains them.
+    _create_if_missing(frame, table)
+    writer = frame.write.format("delta").mode("append").option("mergeSchema", "true")
+    if isinstance(table, TableName):
+        writer.saveAsTable(table)
+    else:
+        writer.save(table)
+
+
 def _latest_version(spark: SparkSession, path: str) -> int:
-    if not DeltaTable.isDeltaTable(spark, path):
+    if not table_exists(spark, path):
         return -1  # no table yet
-    return DeltaTable.forPath(spark, path).history(1).select("version").first()["version"]
+    return delta_table(spark, path).history(1).select("version").first()["version"]
 
 
 def _log_last_operation(spark: SparkSession, path: str, table: Table) -> dict[str, str]:
     # Row counts come from Delta's own commit metrics, never from an extra count() of the data.
-    last = DeltaTable.forPath(spark, path).history(1).select("operation", "operationMetrics").first()
+    last = delta_table(spark, path).history(1).select("operation", "operationMetrics").first()
     metrics = last["operationMetrics"] or {}
     shown = {k: v for k, v in metrics.items() if k.startswith("num") and "Rows" in k or k == "numFiles"}
     log.info("%s: %s %s", table, last["operation"], shown)
@@ -82,14 +115,18 @@ def _replace_where(frame: DataFrame, path: str, predicate: str, partition_column
     # Overwrite exactly the rows matching `predicate`: Delta rejects written rows outside it, and a rerun replaces
     # rather than appends, so reruns are idempotent.
     # A write that changes nothing may commit nothing; then the latest commit is not this write's.
+    _create_if_missing(frame, path, partition_column)
     version_before = _latest_version(frame.sparkSession, path)
-    (
-        frame.write.format("delta")
-        .mode("overwrite")
-        .option("replaceWhere", predicate)
-        .partitionBy(partition_column)
-        .save(path)
-    )
+    if isinstance(path, TableName):
+        frame.writeTo(path).overwrite(F.expr(predicate))  # Delta's replaceWhere, for a catalog table
+    else:
+        (
+            frame.write.format("delta")
+            .mode("overwrite")
+            .option("replaceWhere", predicate)
+            .partitionBy(partition_column)
+            .save(path)
+        )
     if _latest_version(frame.sparkSession, path) == version_before:
         log.info("%s: nothing to commit", table)
         return 0
@@ -133,7 +170,7 @@ def update_sessions(changed: DataFrame, path: str, first_day: date) -> None:
     spark = changed.sparkSession
     differs = ~reduce(and_, [F.col(f"stored.{c}").eqNullSafe(F.col(f"run.{c}")) for c in changed.columns])
     (
-        DeltaTable.forPath(spark, path).alias("stored")
+        delta_table(spark, path).alias("stored")
         .merge(
             changed.alias("run"),
             (F.col("stored.session_date") >= F.lit(first_day))
@@ -148,7 +185,8 @@ def update_sessions(changed: DataFrame, path: str, first_day: date) -> None:
 def merge_users(updates: DataFrame, path: str) -> None:
     """Set each updated user's first_seen and sessions; a user left with no sessions is deleted."""
     spark = updates.sparkSession
-    if not DeltaTable.isDeltaTable(spark, path):
+    _create_if_missing(updates, path)
+    if not table_exists(spark, path):
         updates.where(F.col("sessions") > 0).write.format("delta").mode("overwrite").save(path)
     else:
         gone = F.col("run.sessions") == 0
@@ -156,7 +194,7 @@ def merge_users(updates: DataFrame, path: str) -> None:
             F.col("stored.sessions") != F.col("run.sessions")
         )
         (
-            DeltaTable.forPath(spark, path).alias("stored")
+            delta_table(spark, path).alias("stored")
             .merge(updates.alias("run"), F.col("stored.user_id") == F.col("run.user_id"))
             .whenMatchedDelete(condition=gone)
             .whenMatchedUpdate(
@@ -170,14 +208,15 @@ def merge_users(updates: DataFrame, path: str) -> None:
 
 def restore_table(spark: SparkSession, path: str, version: int) -> None:
     """Restore the Delta table at `path` to `version` (a new commit; the history keeps what was undone)."""
-    DeltaTable.forPath(spark, path).restoreToVersion(version)
+    delta_table(spark, path).restoreToVersion(version)
     log.info("%s: restored to version %d", path, version)
 
 
 def append_run(record: DataFrame, path: str, run_id: str) -> None:
     """Add a runs row, tagging the commit with the run id. A blind append never conflicts with another's."""
-    # mergeSchema: a runs table written by an older version gains the columns added since.
-    record.write.format("delta").mode("append").option("userMetadata", run_id).option("mergeSchema", "true").save(path)
+    # The tag goes through the session setting: a catalog table's writer does not pass the userMetadata option on.
+    with tagged_commits(record.sparkSession, run_id):
+        _append(record, path)
 
 
 def update_run(record: DataFrame, path: str, attempts: int = 5) -> None:
@@ -190,7 +229,7 @@ def update_run(record: DataFrame, path: str, attempts: int = 5) -> None:
     for attempt in range(1, attempts + 1):
         try:
             (
-                DeltaTable.forPath(spark, path).alias("stored")
+                delta_table(spark, path).alias("stored")
                 .merge(record.alias("run"), F.col("stored.run_id") == F.col("run.run_id"))
                 .whenMatchedUpdateAll()
                 .execute()

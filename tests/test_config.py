@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.config import ConfigError, InputFormat, load_config, parse_duration
+from jobs.config import ConfigError, InputFormat, Table, TableName, load_config, parse_duration
 
 MINIMAL = "input: {path: data/events}\noutput: {path: data/out}\n"
 
@@ -149,3 +149,34 @@ def test_the_data_quality_rules_default_to_strict_partitions_no_bot_limit_and_sk
     assert (rules.partition_tolerance, rules.bot_max_events_per_day, rules.require_every_day) == (
         timedelta(0), None, False
     )
+
+
+def test_output_catalog_names_managed_tables_in_that_schema(tmp_path):
+    config = load_config(write(tmp_path, "input: {path: data/events}\noutput: {catalog: main.analytics}\n"))
+
+    assert config.output.table_path(Table.SESSIONS) == "main.analytics.sessions"
+    assert isinstance(config.output.table_path(Table.SESSIONS), TableName)
+    assert not isinstance(load_config(write(tmp_path, MINIMAL)).output.table_path(Table.SESSIONS), TableName)
+
+
+def test_an_input_table_is_read_as_delta(tmp_path):
+    config = load_config(write(tmp_path, "input: {table: raw.events}\noutput: {path: o}\n"))
+
+    assert (config.input.table, config.input.path, config.input.format) == ("raw.events", None, InputFormat.DELTA)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("input: {path: e}\noutput: {path: o, catalog: analytics}\n", "output: give output.path .* or output.catalog"),
+        ("input: {path: e}\noutput: {}\n", "output: give output.path .* or output.catalog"),
+        ("input: {path: e, table: raw.events}\noutput: {path: o}\n", "input: give input.path .* or input.table"),
+        ("input: {table: raw.events, format: parquet}\noutput: {path: o}\n", "input.table is a catalog table"),
+        ("input: {table: events}\noutput: {path: o}\n", "'events' is not a table name"),
+        ("input: {path: e}\noutput: {catalog: main.analytics.sessions}\n", "is not a schema name"),
+        ("input: {path: e}\noutput: {catalog: 'my-schema'}\n", "is not a schema name"),
+    ],
+)
+def test_where_tables_live_is_given_once_and_named_properly(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text))

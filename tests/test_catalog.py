@@ -1,0 +1,72 @@
+"""Catalog tables: input read from a table name, output written as managed Delta tables in a schema (here the
+session's spark_catalog, with a temporary warehouse)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+
+import pytest
+from deltalake import DeltaTable as DeltaRsTable
+from pyspark.testing import assertDataFrameEqual
+
+from jobs import pipeline
+from jobs.config import Table, load_config
+from jobs.sample import generate_events, write_sample
+from jobs.write import OutputError
+
+DAY = date(2026, 11, 2)
+
+
+@pytest.fixture
+def schema(spark):
+    """A new, empty schema in the session's catalog, dropped with its tables afterwards."""
+    name = f"analytics_{uuid.uuid4().hex[:8]}"
+    spark.sql(f"CREATE SCHEMA {name}")
+    yield name
+    spark.sql(f"DROP SCHEMA {name} CASCADE")
+
+
+def test_catalog_tables_hold_the_rows_that_path_tables_hold(spark, schema, tmp_path):
+    events = generate_events(spark, users=40, days=1, first_day=DAY)
+    write_sample(events, str(tmp_path / "events"))
+    events.write.format("delta").partitionBy("event_date").saveAsTable(f"{schema}.events")
+    (tmp_path / "catalog.yaml").write_text(f"input: {{table: {schema}.events}}\noutput: {{catalog: {schema}}}\n")
+    (tmp_path / "paths.yaml").write_text(f"input: {{path: {tmp_path / 'events'}}}\noutput: {{path: {tmp_path / 'out'}}}\n")
+
+    pipeline.run(spark, load_config(tmp_path / "catalog.yaml"), DAY, DAY)
+    pipeline.run(spark, load_config(tmp_path / "paths.yaml"), DAY, DAY)
+
+    for table in Table:
+        name = f"spark_catalog.{schema}.{table.value}"
+        assert spark.catalog.getTable(name).tableType == "MANAGED"
+        detail = spark.sql(f"DESCRIBE DETAIL {name}").first()
+        assert detail["format"] == "delta"
+        if table is Table.RUNS:
+            continue  # one row per run: ids and times differ
+        in_catalog = spark.read.table(name).drop("run_id")
+        assertDataFrameEqual(in_catalog, spark.read.format("delta").load(str(tmp_path / "out" / table.value)).drop("run_id"))
+        # A managed table is a Delta table in the warehouse: other Delta readers read it from its location.
+        assert DeltaRsTable(detail["location"]).to_pyarrow_table().num_rows == in_catalog.count() > 0
+
+
+def test_a_rerun_into_catalog_tables_replaces_its_day(spark, schema, tmp_path):
+    write_sample(generate_events(spark, users=20, days=1, first_day=DAY), str(tmp_path / "events"))
+    (tmp_path / "job.yaml").write_text(f"input: {{path: {tmp_path / 'events'}}}\noutput: {{catalog: {schema}}}\n")
+    config = load_config(tmp_path / "job.yaml")
+
+    pipeline.run(spark, config, DAY, DAY)
+    first = spark.read.table(f"{schema}.sessions").collect()
+    pipeline.run(spark, config, DAY, DAY)
+
+    assertDataFrameEqual(spark.read.table(f"{schema}.sessions"), first)
+    assert spark.read.table(f"{schema}.runs").count() == 2
+
+
+def test_a_missing_output_schema_is_an_error_before_anything_is_written(spark, tmp_path):
+    write_sample(generate_events(spark, users=5, days=1, first_day=DAY), str(tmp_path / "events"))
+    (tmp_path / "job.yaml").write_text(f"input: {{path: {tmp_path / 'events'}}}\noutput: {{catalog: no_such_schema}}\n")
+
+    with pytest.raises(OutputError, match=r"output.catalog 'no_such_schema': no such schema.*\(CREATE SCHEMA no_such_schema\)"):
+        pipeline.run(spark, load_config(tmp_path / "job.yaml"), DAY, DAY)
+    assert not spark.catalog.tableExists("no_such_schema.runs")
