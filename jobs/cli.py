@@ -44,6 +44,8 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--date", type=_iso_date, help="one reporting day, YYYY-MM-DD")
     run.add_argument("--from", dest="first_day", type=_iso_date, help="first reporting day of a range")
     run.add_argument("--to", dest="last_day", type=_iso_date, help="last reporting day of a range (inclusive)")
+    run.add_argument("--day-before", type=_iso_date, metavar="DATE",
+                     help="the reporting day before DATE: for schedulers that pass the date they run on")
     run.add_argument("--input", help="override input.path (in place of input.table, if the config has one)")
     run.add_argument("--input-format", choices=[f.value for f in InputFormat], help="override input.format")
     run.add_argument("--output", help="override output.path (in place of output.catalog, if the config has one)")
@@ -59,12 +61,18 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _day_range(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[date, date]:
+    given = [f for f, v in (("--date", args.date), ("--day-before", args.day_before)) if v is not None]
+    if args.first_day is not None or args.last_day is not None:
+        given.append("--from/--to")
+    if len(given) > 1:
+        parser.error(f"{' and '.join(given)} cannot be combined: give one")
     if args.date is not None:
-        if args.first_day is not None or args.last_day is not None:
-            parser.error("--date cannot be combined with --from/--to")
         return args.date, args.date
+    if args.day_before is not None:
+        day = args.day_before - timedelta(days=1)
+        return day, day
     if args.first_day is None or args.last_day is None:
-        parser.error("give --date D, or both --from D1 and --to D2")
+        parser.error("give --date D, --day-before D, or both --from D1 and --to D2")
     if args.first_day > args.last_day:
         parser.error(f"--from {args.first_day} is after --to {args.last_day}")
     return args.first_day, args.last_day
@@ -79,14 +87,23 @@ def _configure_logging(verbose: bool) -> None:
     logging.getLogger("py4j").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Parse `argv`, validate the config before Spark starts, run the job; 0 on success, 1 or 2 on errors."""
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line as the job reads it; for `run`, with the reporting days resolved into first_day and
+    last_day. Exits 2 with a usage message when it is not valid."""
     parser = _build_parser()
     args = parser.parse_args(argv)
+    if args.command == "run":
+        args.first_day, args.last_day = _day_range(parser, args)
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse `argv`, validate the config before Spark starts, run the job; 0 on success, 1 or 2 on errors."""
+    args = parse_args(argv)
     _configure_logging(args.verbose)
     try:
         if args.command == "run":
-            first_day, last_day = _day_range(parser, args)
+            first_day, last_day = args.first_day, args.last_day
             config = load_config(
                 args.config, input_path=args.input, input_format=args.input_format, output_path=args.output
             )

@@ -4,7 +4,10 @@ quarantine -> KPIs, with the runs ledger around each range."""
 from __future__ import annotations
 
 import logging
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
@@ -410,6 +413,20 @@ def _undo(spark: SparkSession, config: JobConfig, run_id: str) -> bool:
     return True
 
 
+class _Stages:
+    """Times the stages of one run's step: each logs a line with its row counts and seconds when it ends."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[dict[str, int]]:
+        started, counts = time.monotonic(), {}
+        yield counts
+        shown = ", ".join(f"{what} {count:,}" for what, count in counts.items())
+        log.info("run %s: %s: %s (%.1f s)", self.run_id, name, shown, time.monotonic() - started)
+
+
 class _Progress:
     """Whether a run has written to any table yet: a run that fails after that must be repaired."""
 
@@ -495,10 +512,14 @@ def _process(
         .unionByName(extended_anchors(new_sessions, anchors, context_start).transform(as_stored, segments))
         .persist(StorageLevel.MEMORY_AND_DISK)  # written in two places; sessionizing twice would cost twice
     )
+    stage = _Stages(record.run_id)
     try:
         run_sessions = owned.where(in_run)
         progress.wrote_tables = True
-        sessions_written = replace_sessions(run_sessions, sessions_path, first_day, last_day)
+        with stage("read, validate, sessionize, write sessions") as counts:
+            sessions_written = replace_sessions(run_sessions, sessions_path, first_day, last_day)
+            # Input rows are counted at the end: an observation is read once the queries that fill it have run.
+            counts["sessions written"] = sessions_written
         extended = owned.where(~in_run).join(
             anchors.select("session_id", "session_end", "actions"), on=["session_id", "session_end", "actions"],
             how="left_anti",
@@ -506,15 +527,18 @@ def _process(
         changed = extended.unionByName(
             renumbered_later(later, before, run_sessions).transform(as_stored, segments)
         ).persist()  # few rows; checked, then merged
-        if not changed.isEmpty():
-            update_sessions(changed, sessions_path, local_day(context_start, timezone))
-        extended_days = {row["session_date"] for row in extended.select("session_date").distinct().collect()}
+        with stage("update extended and renumbered sessions") as counts:
+            updated = 0 if changed.isEmpty() else update_sessions(changed, sessions_path, local_day(context_start, timezone))
+            extended_days = {row["session_date"] for row in extended.select("session_date").distinct().collect()}
+            counts["sessions updated"] = updated
         changed.unpersist()
 
         # Few rows (the run's users), read twice: persisted so the joins behind them run once.
-        updates = user_updates(users, old_run_sessions, run_sessions, later, first_instant).persist()
-        first_seen_days = _changed_first_seen_days(updates, users, timezone)
-        merge_users(updates, users_path)
+        with stage("merge users") as counts:
+            updates = user_updates(users, old_run_sessions, run_sessions, later, first_instant).persist()
+            first_seen_days = _changed_first_seen_days(updates, users, timezone)
+            merged = merge_users(updates, users_path)
+            counts |= {"new": merged.inserted, "updated": merged.updated, "deleted": merged.deleted}
         updates.unpersist()
     finally:
         owned.unpersist()
@@ -523,7 +547,11 @@ def _process(
         to_quarantine(checked.where(is_own_row), record.run_id)
         .repartition("event_date")  # few rows: one file per day instead of one per input task and day
     )
-    rows_quarantined = replace_quarantine(quarantine, config.output.table_path(Table.QUARANTINE), first_day, last_day)
+    with stage("write quarantine") as counts:
+        rows_quarantined = replace_quarantine(
+            quarantine, config.output.table_path(Table.QUARANTINE), first_day, last_day
+        )
+        counts["rows"] = rows_quarantined
 
     run_days = set(days_between(first_day, last_day))
     periods = periods_of(run_days | extended_days | first_seen_days)
@@ -535,7 +563,9 @@ def _process(
         .where(in_periods(periods))
         .transform(with_completeness, complete_periods(periods, processed))
     )
-    replace_kpis(kpis, config.output.table_path(Table.KPIS), periods)
+    with stage("compute and write KPIs") as counts:
+        counts["periods"] = sum(len(starts) for starts in periods.values())
+        counts["rows"] = replace_kpis(kpis, config.output.table_path(Table.KPIS), periods)
 
     read_counts, dedup_counts = reading.get, dedup.get
     counts = _accounted(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 from pyspark import SparkConf
 from pyspark.sql import SparkSession
@@ -16,7 +17,6 @@ _DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
 # Local mode only: settings for a laptop-sized JVM. A cluster's own settings are never overridden.
 _LOCAL_SETTINGS = {
     "spark.driver.memory": os.environ.get("SESSIONLAKE_DRIVER_MEMORY", "4g"),
-    "spark.ui.showConsoleProgress": "false",
     # Delta rebuilds table state with this many tasks; its default of 50 is slow for local tables.
     "spark.databricks.delta.snapshotPartitions": "4",
 }
@@ -67,7 +67,12 @@ def _local_session(app_name: str) -> SparkSession:
     from delta import configure_spark_with_delta_pip
 
     builder = SparkSession.builder.master("local[*]").appName(app_name)
-    settings = {"spark.sql.extensions": _DELTA_EXTENSION, "spark.sql.catalog.spark_catalog": _DELTA_CATALOG}
+    settings = {
+        "spark.sql.extensions": _DELTA_EXTENSION,
+        "spark.sql.catalog.spark_catalog": _DELTA_CATALOG,
+        # Spark's progress bar of stages and tasks, for a person watching a long run; never in logs or pipes.
+        "spark.ui.showConsoleProgress": str(sys.stderr.isatty()).lower(),
+    }
     for key, value in {**settings, **_LOCAL_SETTINGS}.items():
         builder = builder.config(key, value)
     return configure_spark_with_delta_pip(builder).getOrCreate()

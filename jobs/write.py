@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from datetime import date
 from functools import reduce
 from operator import and_
+from typing import NamedTuple
 
 from delta.exceptions import (
     ConcurrentAppendException,
@@ -107,8 +108,25 @@ def _log_last_operation(spark: SparkSession, path: str, table: Table) -> dict[st
     last = delta_table(spark, path).history(1).select("operation", "operationMetrics").first()
     metrics = last["operationMetrics"] or {}
     shown = {k: v for k, v in metrics.items() if k.startswith("num") and "Rows" in k or k == "numFiles"}
-    log.info("%s: %s %s", table, last["operation"], shown)
+    log.debug("%s: %s %s", table, last["operation"], shown)
     return metrics
+
+
+class MergeCounts(NamedTuple):
+    """Rows a MERGE inserted, updated and deleted, from its commit metrics."""
+
+    inserted: int
+    updated: int
+    deleted: int
+
+
+def _merge_counts(metrics: dict[str, str]) -> MergeCounts:
+    def count(name: str) -> int:
+        return int(metrics.get(name, 0))
+
+    # A first write is a plain WRITE: its rows are all inserted.
+    inserted = count("numTargetRowsInserted") or count("numOutputRows")
+    return MergeCounts(inserted, count("numTargetRowsUpdated"), count("numTargetRowsDeleted"))
 
 
 def _replace_where(frame: DataFrame, path: str, predicate: str, partition_column: str, table: Table) -> int:
@@ -153,20 +171,20 @@ def replace_quarantine(quarantine: DataFrame, path: str, first_day: date, last_d
     return _replace_where(quarantine, path, predicate, "event_date", Table.QUARANTINE)
 
 
-def replace_kpis(kpis: DataFrame, path: str, periods: Periods) -> None:
-    """Overwrite exactly the kpis rows of `periods` (for each kind, a set of period starts)."""
+def replace_kpis(kpis: DataFrame, path: str, periods: Periods) -> int:
+    """Overwrite exactly the kpis rows of `periods` (for each kind, a set of period starts); the rows written."""
     predicate = " OR ".join(
         f"(period = '{period.value}' AND period_start IN ({', '.join(repr(s.isoformat()) for s in sorted(starts))}))"
         for period, starts in periods.items()
         if starts
     )
-    _replace_where(kpis, path, predicate, "period", Table.KPIS)
+    return _replace_where(kpis, path, predicate, "period", Table.KPIS)
 
 
-def update_sessions(changed: DataFrame, path: str, first_day: date) -> None:
+def update_sessions(changed: DataFrame, path: str, first_day: date) -> int:
     """Update stored sessions (matched by session_id) to the rows of `changed`: extended anchors and renumbered
-    later sessions. Rows already equal are left alone, so a rerun rewrites no file; `first_day` is the earliest
-    session_date among `changed` (it prunes the partitions read)."""
+    later sessions; the rows updated. Rows already equal are left alone, so a rerun rewrites no file; `first_day`
+    is the earliest session_date among `changed` (it prunes the partitions read)."""
     spark = changed.sparkSession
     differs = ~reduce(and_, [F.col(f"stored.{c}").eqNullSafe(F.col(f"run.{c}")) for c in changed.columns])
     (
@@ -179,10 +197,10 @@ def update_sessions(changed: DataFrame, path: str, first_day: date) -> None:
         .whenMatchedUpdateAll(condition=differs)
         .execute()
     )
-    _log_last_operation(spark, path, Table.SESSIONS)
+    return _merge_counts(_log_last_operation(spark, path, Table.SESSIONS)).updated
 
 
-def merge_users(updates: DataFrame, path: str) -> None:
+def merge_users(updates: DataFrame, path: str) -> MergeCounts:
     """Set each updated user's first_seen and sessions; a user left with no sessions is deleted."""
     spark = updates.sparkSession
     _create_if_missing(updates, path)
@@ -203,7 +221,7 @@ def merge_users(updates: DataFrame, path: str) -> None:
             .whenNotMatchedInsertAll(condition=~gone)
             .execute()
         )
-    _log_last_operation(spark, path, Table.USERS)
+    return _merge_counts(_log_last_operation(spark, path, Table.USERS))
 
 
 def restore_table(spark: SparkSession, path: str, version: int) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.cli import main
+from jobs.cli import main, parse_args
 
 MINIMAL = "input: {path: data/events}\noutput: {path: data/out}\n"
 
@@ -37,13 +37,20 @@ def test_a_date_that_is_not_a_date_is_an_error_naming_the_flag(config, capsys):
 
 def test_a_run_needs_a_date_or_a_range(config, capsys):
     assert exit_code(["run", "--config", str(config), "--from", "2026-11-01"]) == 2
-    assert "give --date D, or both --from D1 and --to D2" in capsys.readouterr().err
+    assert "give --date D, --day-before D, or both --from D1 and --to D2" in capsys.readouterr().err
 
 
 def test_a_date_and_a_range_together_are_an_error(config, capsys):
     argv = ["run", "--config", str(config), "--date", "2026-11-01", "--from", "2026-11-01", "--to", "2026-11-02"]
     assert exit_code(argv) == 2
-    assert "--date cannot be combined with --from/--to" in capsys.readouterr().err
+    assert "--date and --from/--to cannot be combined: give one" in capsys.readouterr().err
+
+
+def test_day_before_runs_the_reporting_day_before_the_date_a_scheduler_passes():
+    # A daily job scheduled on 1 March 2028 (a leap year) processes 29 February.
+    args = parse_args(["run", "--config", "job.yaml", "--day-before", "2028-03-01"])
+
+    assert (args.first_day, args.last_day) == (date(2028, 2, 29), date(2028, 2, 29))
 
 
 def test_an_unknown_input_format_flag_is_refused(config, capsys):

@@ -72,7 +72,7 @@ def test_a_run_killed_at_several_points_then_rerun_equals_an_uninterrupted_run(s
 
     # Killed after its sessions write; the rerun repairs it, then is killed after its own users write; the next
     # repairs that one and is killed after its kpis write, before its runs row is closed. The last rerun finishes.
-    for marker in ("sessions: WRITE", "users: MERGE", "kpis: WRITE"):
+    for marker in ("write sessions: sessions written", "merge users: new", "compute and write KPIs: periods"):
         finished_output = kill_after(start_job(config), marker)
         assert finished_output is None, f"the job finished before logging {marker!r}:\n{finished_output}"
     final = start_job(config)
