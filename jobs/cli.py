@@ -133,12 +133,21 @@ def _package() -> str:
     return f"sessionlake {version}, jobs from {Path(__file__).resolve().parent.parent}"
 
 
+def entry_point() -> None:
+    """The `sessionlake` command: main() with its exit code raised. A console script exits with main()'s return
+    value, but a scheduler that calls the entry point as a function (a Databricks python_wheel_task) ignores it: a
+    failed run must raise to fail the task."""
+    code = main()
+    if code:
+        raise SystemExit(code)
+
+
 def _run(config: JobConfig, first_day: date, last_day: date, verbose: bool) -> None:
     from jobs import pipeline
     from jobs.spark_session import get_spark
 
     log.info(_package())
-    spark = get_spark(spark_log_level="INFO" if verbose else "ERROR")
+    spark = get_spark(spark_log_level="INFO" if verbose else None)
     run_ids = pipeline.run(spark, config, first_day, last_day)
     print(pipeline.summary(spark, config, first_day, last_day, run_ids))
 
@@ -149,6 +158,6 @@ def _sample(config: JobConfig, users: int, first_day: date, days: int, verbose: 
 
     last_day = first_day + timedelta(days=days - 1)
     log.info("writing %d users' sample events for %s..%s to %s", users, first_day, last_day, config.input.path)
-    spark = get_spark(spark_log_level="INFO" if verbose else "ERROR")
+    spark = get_spark(spark_log_level="INFO" if verbose else None)
     write_sample(generate_events(spark, users=users, days=days, first_day=first_day), config.input.path)
     _run(config, first_day, last_day, verbose)  # get_spark() hands back the same session

@@ -414,17 +414,23 @@ def _undo(spark: SparkSession, config: JobConfig, run_id: str) -> bool:
 
 
 class _Stages:
-    """Times the stages of one run's step: each logs a line with its row counts and seconds when it ends."""
+    """Times the stages of one run's range of days: each logs a line with its row counts and seconds when it ends,
+    or when it fails."""
 
-    def __init__(self, run_id: str) -> None:
-        self.run_id = run_id
+    def __init__(self, record: RunRecord) -> None:
+        self.prefix = f"run {record.run_id} ({record.first_day}..{record.last_day})"
 
     @contextmanager
     def __call__(self, name: str) -> Iterator[dict[str, int]]:
         started, counts = time.monotonic(), {}
-        yield counts
+        log.debug("%s: %s ...", self.prefix, name)
+        try:
+            yield counts
+        except BaseException:
+            log.error("%s: %s failed after %.1f s", self.prefix, name, time.monotonic() - started)
+            raise
         shown = ", ".join(f"{what} {count:,}" for what, count in counts.items())
-        log.info("run %s: %s: %s (%.1f s)", self.run_id, name, shown, time.monotonic() - started)
+        log.info("%s: %s: %s (%.1f s)", self.prefix, name, shown, time.monotonic() - started)
 
 
 class _Progress:
@@ -512,7 +518,7 @@ def _process(
         .unionByName(extended_anchors(new_sessions, anchors, context_start).transform(as_stored, segments))
         .persist(StorageLevel.MEMORY_AND_DISK)  # written in two places; sessionizing twice would cost twice
     )
-    stage = _Stages(record.run_id)
+    stage = _Stages(record)
     try:
         run_sessions = owned.where(in_run)
         progress.wrote_tables = True

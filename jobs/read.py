@@ -343,7 +343,7 @@ def _list_files(spark: SparkSession, spec: InputSpec) -> list:
         F.col("length").cast("string").alias("size"),
         # Microseconds since the epoch: text of a timestamp would change with the session time zone.
         F.unix_micros("modificationTime").cast("string").alias("modified"),
-    ).collect()  # one row per file name
+    ).collect()  # a listing, not data: one short row per input file (three years of hourly files: 26k rows)
 
 
 # File name endings of each file format (a compression suffix may follow: .json.gz, .csv.bz2).

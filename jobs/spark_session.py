@@ -22,23 +22,24 @@ _LOCAL_SETTINGS = {
 }
 
 
-def get_spark(app_name: str = "sessionlake", spark_log_level: str = "ERROR") -> SparkSession:
+def get_spark(app_name: str = "sessionlake", spark_log_level: str | None = None) -> SparkSession:
     """The session to run in: the active one (Databricks, a notebook) as it is; under spark-submit, one built from
     spark-submit's settings with Delta's two SQL settings added where absent; otherwise a local[*] session with
     Delta (its jars fetched from Maven Central on first use).
 
     Under spark-submit and on a platform, master, memory, shuffle partitions and the app name are the platform's:
     the job sets nothing else. The Delta jar must be on the classpath there (spark-submit --packages). Spark's own
-    log lines below `spark_log_level` are dropped, except in an active platform session, which keeps its own.
+    log lines below `spark_log_level` are dropped; by default, below ERROR locally and below WARN under
+    spark-submit (a cluster's warnings, lost executors or spills, matter). An active platform session keeps its own.
     """
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
     if "PYSPARK_GATEWAY_PORT" in os.environ:  # spark-submit started this Python with a gateway into its JVM
-        spark = _submitted_session()
+        spark, default_level = _submitted_session(), "WARN"
     else:
-        spark = _local_session(app_name)
-    spark.sparkContext.setLogLevel(spark_log_level)
+        spark, default_level = _local_session(app_name), "ERROR"
+    spark.sparkContext.setLogLevel(spark_log_level or default_level)
     _log_settings(spark)
     return spark
 

@@ -72,8 +72,14 @@ def tagged_commits(spark: SparkSession, tag: str) -> Iterator[None]:
             spark.conf.set(_USER_METADATA, previous)
 
 
+def _date(day: date) -> str:
+    # A typed literal: compared with a date column, text would be cast one way or the other depending on ANSI mode,
+    # and a catalog table's overwrite only takes a predicate Spark can pass to Delta as a plain filter.
+    return f"DATE'{day.isoformat()}'"
+
+
 def _between(column: str, first: date, last: date) -> str:
-    return f"{column} >= '{first.isoformat()}' AND {column} <= '{last.isoformat()}'"
+    return f"{column} >= {_date(first)} AND {column} <= {_date(last)}"
 
 
 def _create_if_missing(frame: DataFrame, table: str, partition_column: str | None = None) -> None:
@@ -120,13 +126,12 @@ class MergeCounts(NamedTuple):
     deleted: int
 
 
-def _merge_counts(metrics: dict[str, str]) -> MergeCounts:
+def _merge_counts(metrics: dict[str, str], committed: bool = True) -> MergeCounts:
+    """A MERGE's counts from its commit metrics; all 0 when it committed nothing (the latest commit is another's)."""
     def count(name: str) -> int:
-        return int(metrics.get(name, 0))
+        return int(metrics.get(name, 0)) if committed else 0
 
-    # A first write is a plain WRITE: its rows are all inserted.
-    inserted = count("numTargetRowsInserted") or count("numOutputRows")
-    return MergeCounts(inserted, count("numTargetRowsUpdated"), count("numTargetRowsDeleted"))
+    return MergeCounts(count("numTargetRowsInserted"), count("numTargetRowsUpdated"), count("numTargetRowsDeleted"))
 
 
 def _replace_where(frame: DataFrame, path: str, predicate: str, partition_column: str, table: Table) -> int:
@@ -174,7 +179,7 @@ def replace_quarantine(quarantine: DataFrame, path: str, first_day: date, last_d
 def replace_kpis(kpis: DataFrame, path: str, periods: Periods) -> int:
     """Overwrite exactly the kpis rows of `periods` (for each kind, a set of period starts); the rows written."""
     predicate = " OR ".join(
-        f"(period = '{period.value}' AND period_start IN ({', '.join(repr(s.isoformat()) for s in sorted(starts))}))"
+        f"(period = '{period.value}' AND period_start IN ({', '.join(_date(start) for start in sorted(starts))}))"
         for period, starts in periods.items()
         if starts
     )
@@ -186,6 +191,7 @@ def update_sessions(changed: DataFrame, path: str, first_day: date) -> int:
     later sessions; the rows updated. Rows already equal are left alone, so a rerun rewrites no file; `first_day`
     is the earliest session_date among `changed` (it prunes the partitions read)."""
     spark = changed.sparkSession
+    version_before = _latest_version(spark, path)
     differs = ~reduce(and_, [F.col(f"stored.{c}").eqNullSafe(F.col(f"run.{c}")) for c in changed.columns])
     (
         delta_table(spark, path).alias("stored")
@@ -197,7 +203,7 @@ def update_sessions(changed: DataFrame, path: str, first_day: date) -> int:
         .whenMatchedUpdateAll(condition=differs)
         .execute()
     )
-    return _merge_counts(_log_last_operation(spark, path, Table.SESSIONS)).updated
+    return _merge_counts(_log_last_operation(spark, path, Table.SESSIONS), _latest_version(spark, path) > version_before).updated
 
 
 def merge_users(updates: DataFrame, path: str) -> MergeCounts:
@@ -206,22 +212,24 @@ def merge_users(updates: DataFrame, path: str) -> MergeCounts:
     _create_if_missing(updates, path)
     if not table_exists(spark, path):
         updates.where(F.col("sessions") > 0).write.format("delta").mode("overwrite").save(path)
-    else:
-        gone = F.col("run.sessions") == 0
-        changed = ~F.col("stored.first_seen").eqNullSafe(F.col("run.first_seen")) | (
-            F.col("stored.sessions") != F.col("run.sessions")
+        # The first write to a path is a plain WRITE: its rows are all new.
+        return MergeCounts(int(_log_last_operation(spark, path, Table.USERS).get("numOutputRows", 0)), 0, 0)
+    version_before = _latest_version(spark, path)
+    gone = F.col("run.sessions") == 0
+    changed = ~F.col("stored.first_seen").eqNullSafe(F.col("run.first_seen")) | (
+        F.col("stored.sessions") != F.col("run.sessions")
+    )
+    (
+        delta_table(spark, path).alias("stored")
+        .merge(updates.alias("run"), F.col("stored.user_id") == F.col("run.user_id"))
+        .whenMatchedDelete(condition=gone)
+        .whenMatchedUpdate(
+            condition=changed, set={"first_seen": F.col("run.first_seen"), "sessions": F.col("run.sessions")}
         )
-        (
-            delta_table(spark, path).alias("stored")
-            .merge(updates.alias("run"), F.col("stored.user_id") == F.col("run.user_id"))
-            .whenMatchedDelete(condition=gone)
-            .whenMatchedUpdate(
-                condition=changed, set={"first_seen": F.col("run.first_seen"), "sessions": F.col("run.sessions")}
-            )
-            .whenNotMatchedInsertAll(condition=~gone)
-            .execute()
-        )
-    return _merge_counts(_log_last_operation(spark, path, Table.USERS))
+        .whenNotMatchedInsertAll(condition=~gone)
+        .execute()
+    )
+    return _merge_counts(_log_last_operation(spark, path, Table.USERS), _latest_version(spark, path) > version_before)
 
 
 def restore_table(spark: SparkSession, path: str, version: int) -> None:

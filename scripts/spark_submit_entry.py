@@ -6,9 +6,7 @@
 The driver's Python needs the wheel's dependencies (pip install the wheel there); executors need nothing.
 """
 
-import sys
-
-from jobs.cli import main
+from jobs.cli import entry_point
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry_point()

@@ -43,7 +43,7 @@ def _wheel_tasks():
 
 def _resolve(text: str, bundle: dict, job: dict) -> str:
     # What Databricks substitutes: bundle variables and paths at deploy, dynamic values when the job runs.
-    variables = {name: str(spec["default"]) for name, spec in bundle["variables"].items()}
+    variables = {name: str(spec["default"]) for name, spec in bundle["variables"].items() if "default" in spec}
     job_parameters = {p["name"]: p["default"] for p in job.get("parameters", [])}
     text = text.replace("${workspace.file_path}", str(ROOT))  # the bundle's files, synced to the workspace
     text = re.sub(r"\$\{var\.(\w+)\}", lambda m: _resolve(variables[m.group(1)], bundle, job), text)
@@ -76,7 +76,7 @@ def test_a_wheel_task_runs_an_entry_point_of_the_built_wheel(wheel, name, path, 
     wheel_task = task["python_wheel_task"]
 
     assert wheel_task["package_name"] == metadata["Name"]
-    assert re.search(rf"^{re.escape(wheel_task['entry_point'])} = jobs\.cli:main$", entry_points, re.MULTILINE)
+    assert re.search(rf"^{re.escape(wheel_task['entry_point'])} = jobs\.cli:entry_point$", entry_points, re.MULTILINE)
     # The task installs the wheel the bundle's artifact builds, with the build the test suite uses.
     artifact = bundle["artifacts"]["sessionlake"]
     assert (artifact["type"], artifact["build"], artifact["path"]) == ("whl", "python -m build --wheel", ".")

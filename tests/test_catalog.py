@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import uuid
 from datetime import date
+from pathlib import Path
 
 import pytest
 from deltalake import DeltaTable as DeltaRsTable
 from pyspark.testing import assertDataFrameEqual
 
 from jobs import pipeline
-from jobs.config import Table, load_config
+from jobs.config import Table, TableName, load_config
+from jobs.read import WriterStart, read_table, writer_start
 from jobs.sample import generate_events, write_sample
-from jobs.write import OutputError
+from jobs.write import OutputError, restore_table
 
 DAY = date(2026, 11, 2)
 
@@ -55,12 +57,22 @@ def test_a_rerun_into_catalog_tables_replaces_its_day(spark, schema, tmp_path):
     (tmp_path / "job.yaml").write_text(f"input: {{path: {tmp_path / 'events'}}}\noutput: {{catalog: {schema}}}\n")
     config = load_config(tmp_path / "job.yaml")
 
-    pipeline.run(spark, config, DAY, DAY)
+    (first_run,) = pipeline.run(spark, config, DAY, DAY)
     first = spark.read.table(f"{schema}.sessions").collect()
-    pipeline.run(spark, config, DAY, DAY)
+    (second_run,) = pipeline.run(spark, config, DAY, DAY)
 
     assertDataFrameEqual(spark.read.table(f"{schema}.sessions"), first)
     assert spark.read.table(f"{schema}.runs").count() == 2
+    # What a repair and an undo rely on works on a catalog table: the first tagged commit of a run (the table's
+    # creation, for the first run), the version before it, reading that version, and restoring it.
+    sessions = TableName(f"{schema}.sessions")
+    assert writer_start(spark, sessions, first_run) == WriterStart(0, None)
+    second = writer_start(spark, sessions, second_run)
+    assert second.first_commit > second.version_read > 0
+    assertDataFrameEqual(read_table(spark, sessions, second.version_read), first)
+    spark.sql(f"DELETE FROM {sessions}")
+    restore_table(spark, sessions, second.version_read)
+    assertDataFrameEqual(spark.read.table(sessions), first)
 
 
 def test_a_missing_output_schema_is_an_error_before_anything_is_written(spark, tmp_path):
@@ -69,4 +81,6 @@ def test_a_missing_output_schema_is_an_error_before_anything_is_written(spark, t
 
     with pytest.raises(OutputError, match=r"output.catalog 'no_such_schema': no such schema.*\(CREATE SCHEMA no_such_schema\)"):
         pipeline.run(spark, load_config(tmp_path / "job.yaml"), DAY, DAY)
-    assert not spark.catalog.tableExists("no_such_schema.runs")
+    # Nothing was written anywhere: no schema was created, and no table went to a folder named like the table.
+    assert not spark.catalog.databaseExists("no_such_schema")
+    assert not list(Path.cwd().glob("no_such_schema*"))

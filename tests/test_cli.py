@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.cli import main, parse_args
+from jobs.cli import entry_point, main, parse_args
 
 MINIMAL = "input: {path: data/events}\noutput: {path: data/out}\n"
 
@@ -96,3 +96,12 @@ def test_the_sample_command_generates_events_and_sessionizes_them(spark, tmp_pat
 def test_the_sample_size_must_be_positive(capsys):
     assert exit_code(["sample", "--days", "0"]) == 2
     assert "argument --days: '0' is not a whole number above 0" in capsys.readouterr().err
+
+
+def test_the_command_raises_its_exit_code_for_schedulers_that_call_it_as_a_function(tmp_path, monkeypatch):
+    # A Databricks python_wheel_task calls the entry point and ignores what it returns.
+    monkeypatch.setattr(sys, "argv", ["sessionlake", "run", "--config", str(tmp_path / "nope.yaml"), "--date", "2026-11-01"])
+
+    with pytest.raises(SystemExit) as stopped:
+        entry_point()
+    assert stopped.value.code == 2

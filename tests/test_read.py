@@ -1,9 +1,9 @@
-import hashlib
 from datetime import date
 
 import pytest
 from delta.tables import DeltaTable
 from pyspark.sql import Row
+from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from jobs.config import InputSpec
@@ -134,12 +134,17 @@ def test_a_listing_reads_only_full_real_dates_as_partitions():
     ]
 
 
-def test_a_partition_fingerprint_is_the_sha256_of_its_sorted_files_so_stored_ones_stay_valid():
-    # The runs table stores these fingerprints: the formula must not change between versions.
+def test_a_partition_fingerprint_matches_the_ones_earlier_versions_stored(spark):
+    # The runs table stores these fingerprints. Versions before 0.1.0's single listing computed them in Spark, as
+    # sha2 over the sorted "path|size|modified" texts joined by commas; a changed formula would redo every day.
     listing = InputListing("event_date", (
         InputFile("file:/in/event_date=2026-11-01/b.parquet", "20", "7"),
         InputFile("file:/in/event_date=2026-11-01/a.parquet", "10", "5"),
+        InputFile("file:/in/event_date=2026-11-01/é.parquet", "30", "9"),
     ))
-    files = "file:/in/event_date=2026-11-01/a.parquet|10|5,file:/in/event_date=2026-11-01/b.parquet|20|7"
+    stored = spark.createDataFrame([(f.path, f.size, f.modified) for f in listing.files], "path string, size string, modified string")
+    (earlier,) = stored.agg(
+        F.sha2(F.concat_ws(",", F.array_sort(F.collect_list(F.concat_ws("|", "path", "size", "modified")))), 256)
+    ).first()
 
-    assert listing.fingerprints() == {date(2026, 11, 1): hashlib.sha256(files.encode()).hexdigest()}
+    assert listing.fingerprints() == {date(2026, 11, 1): earlier}
