@@ -1,13 +1,18 @@
-"""Time sessionlake's full job against the hand-written Spark SQL a data engineer would write, on the same events.
+"""Time sessionlake's full job against hand-written Spark SQL, Spark's session_window and DuckDB, on the same events.
 
-    .venv/bin/python scripts/benchmark.py --events 10000000
+    .venv/bin/python scripts/benchmark.py --events 1000000,10000000
 
-Generates the events once (seeded, under --workdir), then runs, in one local Spark and alternating which goes
-first (--rounds times, fresh outputs each time):
+For each size, generates the events once (seeded, heavy-tailed activity, under --workdir), then runs each contender
+in its own process, --rounds times in alternating order, on the same files and cores:
   1. sessionlake: read, validate, dedup, sessionize, sessions/quarantine/users/KPI Delta writes (day, week, month);
-  2. baseline: lag + running sum over a user window, group by session, daily APS/SPU, written as Parquet.
-Prints each round, the median seconds and events/second of both, their ratio, and both session counts (they
-differ slightly: the baseline neither dedups nor caps sessions); writes the figures to --workdir/results.json.
+  2. spark_sql: the hand-written baseline: lag + running sum over a user window, group by session, daily APS/SPU,
+     written as Parquet;
+  3. session_window: Spark's built-in session_window grouping (30 minutes), the same daily APS/SPU, Parquet;
+  4. duckdb: the spark_sql baseline's SQL in DuckDB with as many threads as Spark has cores (a single-node
+     reference), Parquet.
+Each process reports the seconds of its work (JVM start excluded) and its session count; the parent polls the peak
+memory (RSS) of the process and everything it started (the JVM included). Prints a table per size (events,
+seconds, events/second, peak memory, ratio to sessionlake) and writes --workdir/results-<events>.json.
 
     .venv/bin/python scripts/benchmark.py --events 5000000 --skew 5000000
 
@@ -20,13 +25,17 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
 import statistics
+import subprocess
+import sys
 import time
 from datetime import date, timedelta
 from pathlib import Path
 
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from jobs import pipeline
 from jobs.config import JobConfig
@@ -69,73 +78,213 @@ def _timed(label: str, work) -> float:
     return seconds
 
 
-def _baseline(spark: SparkSession, events_path: str, out: Path) -> None:
+def _spark_sql(spark: SparkSession, events_path: str, out: Path) -> None:
     spark.read.parquet(events_path).createOrReplaceTempView("events")
-    sessions = spark.sql(BASELINE_SQL)
-    sessions.write.mode("overwrite").parquet(str(out / "sessions"))
+    spark.sql(BASELINE_SQL).write.mode("overwrite").parquet(str(out / "sessions"))
+    _daily(spark, out)
+
+
+def _session_window(spark: SparkSession, events_path: str, out: Path) -> None:
+    # Spark's own sessionization: a session window closes 30 minutes after its last event.
+    events = spark.read.parquet(events_path).where(F.col("user_id").isNotNull() & F.col("event_ts").isNotNull())
+    (
+        events.groupBy("user_id", F.session_window("event_ts", "30 minutes").alias("window"))
+        .agg(F.count(F.lit(1)).alias("actions"))
+        .select("user_id", F.col("window.start").alias("session_start"), "actions")
+        .write.mode("overwrite").parquet(str(out / "sessions"))
+    )
+    _daily(spark, out)
+
+
+def _daily(spark: SparkSession, out: Path) -> None:
     spark.read.parquet(str(out / "sessions")).createOrReplaceTempView("baseline_sessions")
     spark.sql(BASELINE_DAILY_SQL).write.mode("overwrite").parquet(str(out / "daily"))
 
 
+def _duckdb(events_path: str, out: Path, threads: int) -> int:
+    import duckdb
+
+    out.mkdir(parents=True, exist_ok=True)
+    connection = duckdb.connect()
+    connection.execute(f"SET threads = {threads}")
+    connection.execute(
+        f"CREATE VIEW events AS SELECT * FROM read_parquet('{events_path}/*/*.parquet', hive_partitioning = true)"
+    )
+    # The Spark baseline's SQL; only the seconds between two timestamps and a timestamp's date are spelled otherwise.
+    sessions_sql = BASELINE_SQL.replace("unix_seconds(event_ts) - unix_seconds(lag(event_ts) OVER w)",
+                                        "epoch(event_ts) - epoch(lag(event_ts) OVER w)")
+    connection.execute(f"COPY ({sessions_sql}) TO '{out / 'sessions.parquet'}' (FORMAT parquet)")
+    connection.execute(f"CREATE VIEW baseline_sessions AS SELECT * FROM read_parquet('{out / 'sessions.parquet'}')")
+    daily_sql = BASELINE_DAILY_SQL.replace("to_date(session_start)", "CAST(session_start AS DATE)")
+    connection.execute(f"COPY ({daily_sql}) TO '{out / 'daily.parquet'}' (FORMAT parquet)")
+    return connection.execute("SELECT count(*) FROM baseline_sessions").fetchone()[0]
+
+
+def _sessionlake(spark: SparkSession, events_path: str, out: Path, days: int) -> None:
+    config = JobConfig.model_validate({"input": {"path": events_path}, "output": {"path": str(out)}})
+    pipeline.run(spark, config, FIRST_DAY, FIRST_DAY + timedelta(days=days - 1))
+
+
+CONTENDERS = ("sessionlake", "spark_sql", "session_window", "duckdb")
+
+
+def _contender(args: argparse.Namespace) -> None:
+    """Child process: run one contender on the events; print its seconds and session count as one JSON line."""
+    out = Path(args.out)
+    shutil.rmtree(out, ignore_errors=True)
+    if args.contender == "duckdb":
+        started = time.perf_counter()
+        sessions = _duckdb(args.events_path, out, args.threads)
+        seconds = time.perf_counter() - started
+    else:
+        spark = get_spark(f"benchmark-{args.contender}")
+        work = {
+            "sessionlake": lambda: _sessionlake(spark, args.events_path, out, args.days),
+            "spark_sql": lambda: _spark_sql(spark, args.events_path, out),
+            "session_window": lambda: _session_window(spark, args.events_path, out),
+        }[args.contender]
+        started = time.perf_counter()
+        work()
+        seconds = time.perf_counter() - started
+        stored = spark.read.format("delta") if args.contender == "sessionlake" else spark.read.format("parquet")
+        sessions = stored.load(str(out / "sessions")).count()
+    print(json.dumps({"seconds": seconds, "sessions": sessions}), flush=True)
+
+
+def _process_tree_rss(root: int) -> int:
+    """Resident bytes of process `root` and all its descendants (the JVM a PySpark process starts)."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            pid = int(stat.parent.name)
+            children.setdefault(int(fields[1]), []).append(pid)  # fields[1]: the parent pid
+            rss[pid] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")  # fields[21]: resident pages
+        except (OSError, IndexError, ValueError):
+            continue  # a process that ended while listed
+    total, pending = 0, [root]
+    while pending:
+        pid = pending.pop()
+        total += rss.get(pid, 0)
+        pending.extend(children.get(pid, []))
+    return total
+
+
+def _measure(command: list[str]) -> dict:
+    """Run a contender's process: its JSON report, plus the peak RSS of its process tree (polled every 0.2 s)."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    peak = 0
+    while process.poll() is None:
+        peak = max(peak, _process_tree_rss(process.pid))
+        time.sleep(0.2)
+    output = process.stdout.read()
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed with exit code {process.returncode}")
+    return json.loads(output.strip().splitlines()[-1]) | {"peak_rss_bytes": peak}
+
+
+def _generate(args: argparse.Namespace, events: int) -> Path:
+    path = args.workdir / f"events-{events}-{args.days}d"
+    if args.regenerate or not path.exists():
+        command = [sys.executable, str(Path(__file__).resolve()), "--generate", str(events), "--days", str(args.days),
+                   "--events-path", str(path)]
+        subprocess.run(command, check=True)  # its own JVM, gone before the contenders start
+    return path
+
+
+def _compare(args: argparse.Namespace, events_path: Path) -> dict[str, list[dict]]:
+    script = [sys.executable, str(Path(__file__).resolve())]
+    common = ["--days", str(args.days), "--threads", str(args.threads), "--events-path", str(events_path)]
+    contenders = [c for c in CONTENDERS if c in args.contenders.split(",")]
+    runs: dict[str, list[dict]] = {name: [] for name in contenders}
+    for round_number in range(args.rounds):
+        order = contenders if round_number % 2 == 0 else list(reversed(contenders))
+        for name in order:
+            out = args.workdir / "out" / name
+            report = _measure([*script, "--contender", name, "--out", str(out), *common])
+            print(f"round {round_number + 1}: {name}: {report['seconds']:.1f} s, "
+                  f"peak {report['peak_rss_bytes'] / 2**30:.2f} GiB, {report['sessions']:,} sessions", flush=True)
+            runs[name].append(report)
+    return runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=10_000_000, help="about how many events to generate")
+    parser.add_argument("--events", default="10000000", help="about how many events; several sizes: 1000000,10000000")
     parser.add_argument("--days", type=int, default=7)
     parser.add_argument("--workdir", type=Path, default=Path("bench"))
     parser.add_argument("--regenerate", action="store_true", help="generate the events even if present")
-    parser.add_argument("--rounds", type=int, default=2, help="timed runs of each job, alternating the order")
+    parser.add_argument("--rounds", type=int, default=1, help="timed runs of each contender, alternating the order")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="DuckDB's threads (Spark: local[*])")
+    parser.add_argument("--contenders", default=",".join(CONTENDERS), help="which to run, comma-separated")
     parser.add_argument("--skew", type=int, default=0, help="measure skew: one user with this many events in a day")
+    # A child process's work:
+    parser.add_argument("--contender", choices=CONTENDERS, help=argparse.SUPPRESS)
+    parser.add_argument("--generate", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--events-path", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-
-    spark = get_spark("sessionlake-benchmark")
-    if args.skew:
-        _skew(spark, args)
+    if args.contender:
+        _contender(args)
         return
-    events_path = args.workdir / f"events-{args.events}-{args.days}d"
-    last_day = FIRST_DAY + timedelta(days=args.days - 1)
-    if args.regenerate or not events_path.exists():
-        users = _users_for(args.events, args.days)
+    if args.generate:
+        users = _users_for(args.generate, args.days)
         _timed(f"generate {users:,} users' events", lambda: write_sample(
-            generate_events(spark, users=users, days=args.days, first_day=FIRST_DAY), str(events_path)
+            generate_events(get_spark("benchmark-generate"), users=users, days=args.days, first_day=FIRST_DAY),
+            args.events_path,
         ))
-    events = spark.read.parquet(str(events_path)).count()  # parquet footers: no scan of the data
-    print(f"events: {events:,} in {events_path}", flush=True)
+        return
+    if args.skew:
+        _skew(get_spark("sessionlake-benchmark"), args)
+        return
 
-    out = args.workdir / "out"
-    config = JobConfig.model_validate(
-        {"input": {"path": str(events_path)}, "output": {"path": str(out / "sessionlake")}}
-    )
-    jobs = {
-        "baseline": lambda: _baseline(spark, str(events_path), out / "baseline"),
-        "sessionlake": lambda: pipeline.run(spark, config, FIRST_DAY, last_day),
-    }
-    seconds: dict[str, list[float]] = {name: [] for name in jobs}
-    for round_number in range(args.rounds):
-        order = list(jobs) if round_number % 2 == 0 else list(reversed(jobs))
-        shutil.rmtree(out, ignore_errors=True)  # every round writes fresh tables
-        for name in order:
-            seconds[name].append(_timed(f"round {round_number + 1}: {name}", jobs[name]))
-    baseline_s = statistics.median(seconds["baseline"])
-    sessionlake_s = statistics.median(seconds["sessionlake"])
+    for events in (int(size) for size in args.events.split(",")):
+        events_path = _generate(args, events)
+        results = _summary(events_path, _compare(args, events_path), args)
+        print(_table(results), flush=True)
+        (args.workdir / f"results-{events}.json").write_text(json.dumps(results, indent=2) + "\n")
 
-    results = {
+
+def _summary(events_path: Path, runs: dict[str, list[dict]], args: argparse.Namespace) -> dict:
+    import pyarrow.parquet as pq
+
+    events = sum(pq.ParquetFile(f).metadata.num_rows for f in events_path.glob("*/*.parquet"))  # footers only
+    medians = {name: statistics.median(r["seconds"] for r in reports) for name, reports in runs.items()}
+    reference = medians.get("sessionlake")
+    return {
         "events": events,
-        "cores": spark.sparkContext.defaultParallelism,
-        "spark": spark.version,
+        "days": args.days,
+        "threads": args.threads,
         "rounds": args.rounds,
-        "baseline_seconds": [round(x, 1) for x in seconds["baseline"]],
-        "sessionlake_seconds": [round(x, 1) for x in seconds["sessionlake"]],
-        "baseline_median_seconds": round(baseline_s, 1),
-        "sessionlake_median_seconds": round(sessionlake_s, 1),
-        "baseline_events_per_second": round(events / baseline_s),
-        "sessionlake_events_per_second": round(events / sessionlake_s),
-        "sessionlake_over_baseline_throughput": round(baseline_s / sessionlake_s, 2),
-        "baseline_sessions": spark.read.parquet(str(out / "baseline" / "sessions")).count(),
-        "sessionlake_sessions": spark.read.format("delta").load(str(out / "sessionlake" / "sessions")).count(),
+        "contenders": {
+            name: {
+                "seconds": [round(r["seconds"], 1) for r in reports],
+                "median_seconds": round(medians[name], 1),
+                "events_per_second": round(events / medians[name]),
+                "peak_rss_gib": round(max(r["peak_rss_bytes"] for r in reports) / 2**30, 2),
+                "sessions": reports[-1]["sessions"],
+                # Above 1: this contender takes longer than sessionlake.
+                "time_over_sessionlake": round(medians[name] / reference, 2) if reference else None,
+            }
+            for name, reports in runs.items()
+        },
     }
-    print(json.dumps(results, indent=2))
-    (args.workdir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+def _table(results: dict) -> str:
+    lines = [
+        f"{results['events']:,} events, {results['threads']} threads, median of {results['rounds']} round(s)",
+        f"{'contender':<15} {'seconds':>8} {'events/s':>11} {'peak GiB':>9} {'time/sessionlake':>17} {'sessions':>11}",
+    ]
+    for name, figures in results["contenders"].items():
+        ratio = figures["time_over_sessionlake"]
+        lines.append(
+            f"{name:<15} {figures['median_seconds']:>8.1f} {figures['events_per_second']:>11,} "
+            f"{figures['peak_rss_gib']:>9.2f} {'' if ratio is None else f'{ratio:.2f}':>17} {figures['sessions']:>11,}"
+        )
+    return "\n".join(lines)
 
 
 def _users_for(events: int, days: int) -> int:
