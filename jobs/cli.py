@@ -93,7 +93,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = _build_parser()
     args = parser.parse_args(argv)
     if args.command == "run":
-        args.first_day, args.last_day = _day_range(parser, args)
+        # Errors in the days are the run command's: its usage line is the one that helps.
+        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        args.first_day, args.last_day = _day_range(commands.choices["run"], args)
     return args
 
 

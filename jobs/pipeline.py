@@ -332,9 +332,9 @@ def _step(
             users_version=table_version(spark, config.output.table_path(Table.USERS)),
         )
         log.info(
-            "run %s: days %s..%s (%s, %s), stored sessions v%s, users v%s",
+            "run %s: days %s..%s (%s, %s), stored sessions %s, users %s",
             record.run_id, first_day, last_day, config.reporting.timezone, reason,
-            record.sessions_version, record.users_version,
+            _version(record.sessions_version), _version(record.users_version),
         )
         with tagged_commits(spark, record.run_id):
             finished = _process(spark, config, record, context.input, processed, progress)
@@ -352,6 +352,10 @@ def _step(
     update_run(to_frame(spark, finished), runs_path)
     log.info("run %s: done", record.run_id)
     return finished
+
+
+def _version(version: int | None) -> str:
+    return "(no table yet)" if version is None else f"v{version}"
 
 
 def _conflict_message(config: JobConfig, other: RunRecord) -> str:

@@ -157,7 +157,8 @@ def _replace_where(frame: DataFrame, path: str, predicate: str, partition_column
     if not metrics:
         raise RuntimeError(f"{table}: Delta recorded no commit metrics; the job counts rows from them, so "
                            "spark.databricks.delta.history.metricsEnabled must stay true")
-    return int(metrics.get("numOutputRows", 0))  # absent when the commit wrote no file
+    # The rows this write put in: a rewritten file's rows outside the predicate are written again, as copies.
+    return int(metrics.get("numOutputRows", 0)) - int(metrics.get("numCopiedRows", 0))  # absent: no file written
 
 
 def replace_sessions(sessions: DataFrame, path: str, first_day: date, last_day: date) -> int:

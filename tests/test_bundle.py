@@ -41,10 +41,11 @@ def _wheel_tasks():
     ]
 
 
-def _resolve(text: str, bundle: dict, job: dict) -> str:
-    # What Databricks substitutes: bundle variables and paths at deploy, dynamic values when the job runs.
-    variables = {name: str(spec["default"]) for name, spec in bundle["variables"].items() if "default" in spec}
-    job_parameters = {p["name"]: p["default"] for p in job.get("parameters", [])}
+def _resolve(text: str, bundle: dict, job: dict, given: dict[str, str] | None = None) -> str:
+    # What Databricks substitutes: bundle variables and paths at deploy, dynamic values when the job runs (job
+    # parameters: their defaults, or the values a run is given).
+    variables = {name: str(spec["default"]) for name, spec in bundle["variables"].items()}
+    job_parameters = {p["name"]: p["default"] for p in job.get("parameters", [])} | (given or {})
     text = text.replace("${workspace.file_path}", str(ROOT))  # the bundle's files, synced to the workspace
     text = re.sub(r"\$\{var\.(\w+)\}", lambda m: _resolve(variables[m.group(1)], bundle, job), text)
     text = text.replace("{{job.trigger.time.iso_date}}", TRIGGER_DATE)
@@ -79,7 +80,7 @@ def test_a_wheel_task_runs_an_entry_point_of_the_built_wheel(wheel, name, path, 
     assert re.search(rf"^{re.escape(wheel_task['entry_point'])} = jobs\.cli:entry_point$", entry_points, re.MULTILINE)
     # The task installs the wheel the bundle's artifact builds, with the build the test suite uses.
     artifact = bundle["artifacts"]["sessionlake"]
-    assert (artifact["type"], artifact["build"], artifact["path"]) == ("whl", "python -m build --wheel", ".")
+    assert (artifact["type"], artifact["build"], artifact["path"]) == ("whl", "rm -rf dist && python -m build --wheel", ".")
     (library,) = [lib["whl"] for lib in task["libraries"]]
     assert (path.parent / library).resolve().parent == ROOT / "dist"
     assert wheel.match(Path(library).name)
@@ -94,18 +95,22 @@ def test_installing_the_wheel_on_a_cluster_leaves_its_spark_and_delta_alone(whee
     assert any(r.startswith("pyspark==4.2.0") and 'extra == "spark"' in r for r in required)
 
 
-@pytest.mark.parametrize(
-    "name, days",
-    [
-        ("sessionlake_daily", (date(2026, 11, 24), date(2026, 11, 24))),  # the day before the trigger's date
-        ("sessionlake_backfill", (date(2026, 11, 1), date(2026, 11, 7))),  # the job parameters' defaults
-    ],
-)
-def test_a_task_passes_parameters_the_command_line_accepts_with_a_valid_config(name, days):
+def _task_parameters(name: str, given: dict[str, str] | None = None) -> list[str]:
     bundle = _bundle()
     _, job = bundle["jobs"][name]
     (task,) = job["tasks"]
-    parameters = [_resolve(p, bundle, job) for p in task["python_wheel_task"]["parameters"]]
+    return [_resolve(p, bundle, job, given) for p in task["python_wheel_task"]["parameters"]]
+
+
+@pytest.mark.parametrize(
+    "name, given, days",
+    [
+        ("sessionlake_daily", None, (date(2026, 11, 24), date(2026, 11, 24))),  # the day before the trigger's
+        ("sessionlake_backfill", {"from": "2026-10-01", "to": "2026-10-31"}, (date(2026, 10, 1), date(2026, 10, 31))),
+    ],
+)
+def test_a_task_passes_parameters_the_command_line_accepts_with_a_valid_config(name, given, days):
+    parameters = _task_parameters(name, given)
 
     args = parse_args(parameters)
 
@@ -113,3 +118,11 @@ def test_a_task_passes_parameters_the_command_line_accepts_with_a_valid_config(n
     assert (args.first_day, args.last_day) == days
     config = load_config(args.config)
     assert config.output.catalog == "main.analytics"
+
+
+def test_a_backfill_run_without_its_range_is_refused(capsys):
+    # Run now without parameters must not silently reprocess some default week.
+    with pytest.raises(SystemExit) as stopped:
+        parse_args(_task_parameters("sessionlake_backfill"))
+    assert stopped.value.code == 2
+    assert "argument --from: '' is not a date" in capsys.readouterr().err
