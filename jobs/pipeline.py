@@ -57,6 +57,7 @@ from jobs.read import (
     InputError,
     InputListing,
     commits_by_tag,
+    events_between,
     list_input,
     read_events,
     read_table,
@@ -81,6 +82,7 @@ from jobs.runs import (
     to_frame,
 )
 from jobs.sessionize import session_schema, sessionize
+from jobs.spark_session import shuffles_sized_for
 from jobs.validate import REASONS, to_quarantine, valid_events, with_bot_user_days, with_reject_reason
 from jobs.write import (
     append_run,
@@ -170,12 +172,15 @@ def _late_days(
 
 @dataclass(frozen=True)
 class _Input:
-    """The input as a run found it, listed once: its files, per partition date a fingerprint of its files, and the
-    dates present."""
+    """The input as a run found it, listed once: its files, per partition date a fingerprint of its files, the
+    dates present, and its events over every day the run may process (each step filters its own partitions, so the
+    files are listed and their schemas merged once)."""
 
     listing: InputListing
     fingerprints: dict[date, str]
     present: frozenset[date]
+    events: DataFrame
+    events_range: tuple[date, date]  # the partitions `events` holds
 
 
 @dataclass(frozen=True)
@@ -200,8 +205,16 @@ def _list_input(spark: SparkSession, config: JobConfig, first_day: date, last_da
     )
     events = read_events(spark, config.input, config.reporting.segments, first_input, last_input, listing)
     if not fingerprints and config.input.format is InputFormat.DELTA:
-        return _Input(listing, fingerprints, frozenset(unpartitioned_days(events)))
-    return _Input(listing, fingerprints, frozenset(fingerprints))
+        return _Input(listing, fingerprints, frozenset(unpartitioned_days(events)), events, (first_input, last_input))
+    return _Input(listing, fingerprints, frozenset(fingerprints), events, (first_input, last_input))
+
+
+def _events(spark: SparkSession, config: JobConfig, inputs: _Input, first_input: date, last_input: date) -> DataFrame:
+    """The events of partitions [first_input, last_input]: from the run's read when it holds them, else read anew
+    (a day that follows the run's range, redone because the run changed what it continues from)."""
+    if inputs.events_range[0] <= first_input and last_input <= inputs.events_range[1]:
+        return events_between(inputs.events, first_input, last_input)
+    return read_events(spark, config.input, config.reporting.segments, first_input, last_input, inputs.listing)
 
 
 def _missing_partitions(config: JobConfig, inputs: _Input, day: date) -> list[date]:
@@ -475,6 +488,24 @@ def _process(
     processed_before: set[date],
     progress: _Progress,
 ) -> RunRecord:
+    """Process the record's days (with shuffles sized for their input); the finished record."""
+    rules = config.sessionization
+    first_input, last_input = input_days(
+        record.first_day, record.last_day, config.reporting.timezone, rules.max_session_duration,
+        config.validation.partition_tolerance,
+    )
+    with shuffles_sized_for(spark, inputs.listing.bytes_between(first_input, last_input)):
+        return _process_days(spark, config, record, inputs, processed_before, progress)
+
+
+def _process_days(
+    spark: SparkSession,
+    config: JobConfig,
+    record: RunRecord,
+    inputs: _Input,
+    processed_before: set[date],
+    progress: _Progress,
+) -> RunRecord:
     first_day, last_day = record.first_day, record.last_day
     rules, segments, timezone = config.sessionization, config.reporting.segments, config.reporting.timezone
     tolerance = config.validation.partition_tolerance
@@ -483,7 +514,7 @@ def _process(
     first_input, last_input = input_days(first_day, last_day, timezone, rules.max_session_duration, tolerance)
 
     fingerprints = inputs.fingerprints
-    events = read_events(spark, config.input, segments, first_input, last_input, inputs.listing)
+    events = _events(spark, config, inputs, first_input, last_input)
     unpartitioned = not fingerprints and config.input.format is InputFormat.DELTA
     present = unpartitioned_days(events) if unpartitioned else set(fingerprints)
     _require_every_day(present, config, first_day, last_day)
@@ -491,10 +522,13 @@ def _process(
     # three counts are taken at three different steps, so a row lost or duplicated between them shows.
     is_own_row = _is_owned_by_run(first_day, last_day)
     reading, dedup = Observation("read"), Observation("dedup")
-    checked = (
+    judged = (
         events
         .transform(with_reject_reason, config.validation.partition_tolerance)
         .transform(with_bot_user_days, config.validation.bot_max_events_per_day)
+    )
+    checked = (
+        judged
         .observe(
             reading,
             F.count_if(is_own_row).alias("rows"),
@@ -511,7 +545,7 @@ def _process(
     new_sessions = sessionize(
         valid_events(checked), rules.inactivity_timeout, rules.max_session_duration, segments, timezone,
         resume_points(anchors, context_start, first_instant), dedup, is_own_row,
-    )
+    ).persist(StorageLevel.MEMORY_AND_DISK)  # the run's own and the extended sessions both come from it: one pass
     stored_from = stored.where(F.col("session_date") >= F.lit(first_day))
     old_run_sessions = stored_from.where(F.col("session_date") <= F.lit(last_day))
     later = stored_from.where(F.col("session_date") > F.lit(last_day))
@@ -552,11 +586,10 @@ def _process(
         updates.unpersist()
     finally:
         owned.unpersist()
+        new_sessions.unpersist()
 
-    quarantine = (
-        to_quarantine(checked.where(is_own_row), record.run_id)
-        .repartition("event_date")  # few rows: one file per day instead of one per input task and day
-    )
+    # From the unobserved rows: the read counts come from the sessionizing query alone.
+    quarantine = to_quarantine(judged.where(is_own_row), record.run_id)
     with stage("write quarantine") as counts:
         rows_quarantined = replace_quarantine(
             quarantine, config.output.table_path(Table.QUARANTINE), first_day, last_day

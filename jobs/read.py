@@ -99,13 +99,39 @@ class InputListing(NamedTuple):
         return {day: hashlib.sha256(",".join(sorted(lines)).encode()).hexdigest() for day, lines in by_day.items()}
 
     def paths_between(self, first_day: date, last_day: date) -> list[str]:
-        """The files of partitions [first_day, last_day], and of every folder that is not a date (its rows go to
-        quarantine, whichever days run)."""
+        """What a run of partitions [first_day, last_day] reads: the date folders of those partitions, and every
+        file outside a date folder (its rows go to quarantine, whichever days run).
+
+        Folders rather than their files: Spark lists a few folders on the driver, but many files with a job of one
+        task per file. A file that lands between the listing and the read is read without being in the day's
+        fingerprint, so the next run finds the day changed and processes it again.
+        """
+        paths: dict[str, None] = {}  # ordered and unique
+        for file in self._files_between(first_day, last_day):
+            folder = _partition_folder(file.path, self.date_column)
+            paths[folder if _partition_date(_partition_text(file.path, self.date_column)) else file.path] = None
+        return list(paths)
+
+    def bytes_between(self, first_day: date, last_day: date) -> int | None:
+        """The size of the files a run of partitions [first_day, last_day] reads; None when the listing has no
+        sizes (a Delta table's)."""
+        sizes = [file.size for file in self._files_between(first_day, last_day)]
+        if not sizes or "" in sizes:
+            return None
+        return sum(int(size) for size in sizes)
+
+    def _files_between(self, first_day: date, last_day: date) -> list[InputFile]:
         def wanted(path: str) -> bool:
             day = _partition_date(_partition_text(path, self.date_column))
             return day is None or first_day <= day <= last_day
 
-        return [file.path for file in self.files if wanted(file.path)]
+        return [file for file in self.files if wanted(file.path)]
+
+
+def _partition_folder(path: str, date_column: str) -> str:
+    # The path up to and including its date folder (.../event_date=VALUE).
+    match = re.search(rf"^(.*/{re.escape(date_column)}=[^/]*)/", path)
+    return match.group(1) if match else path
 
 
 def _partition_text(path: str, date_column: str) -> str:
@@ -174,9 +200,8 @@ def read_events(
     if spec.format in (InputFormat.PARQUET, InputFormat.DELTA):
         _require_types(source, spec, wanted)
 
-    # Only a full YYYY-MM-DD is a partition date (as in _partition_date), so an unreal date is null too.
     partition_text = F.col(names.event_date).cast(StringType())
-    partition_day = F.when(partition_text.rlike(_ISO_DATE), partition_text.try_cast(DateType()))
+    partition_day = _partition_day(partition_text)
     row_columns = [F.col(c) for c in source.columns if c != names.event_date]
     if spec.format is InputFormat.JSON:
         columns = {name: _json_text(input_name, _JSON_TYPES.get(name, _JSON_SCALAR)) for name, input_name in wanted.items()}
@@ -191,7 +216,6 @@ def read_events(
     malformed = F.col(_MALFORMED_TEXT).isNotNull() if _MALFORMED_TEXT in source.columns else F.lit(False)
     return (
         source
-        .where(partition_day.between(F.lit(first_day), F.lit(last_day)) | partition_day.isNull())
         .select(
             *[value.alias(name) for name, value in values.items()],
             partition_day.alias("event_date"),
@@ -199,7 +223,20 @@ def read_events(
             F.when(malformed, F.lit(MALFORMED_ROW)).when(wrong_type, F.lit(WRONG_TYPE)).alias(READ_PROBLEM),
         )
         .select(*EVENT_COLUMNS, *segments, "event_date", SOURCE_ROW, READ_PROBLEM)
+        .transform(events_between, first_day, last_day)
     )
+
+
+def _partition_day(partition_text: Column) -> Column:
+    # Only a full YYYY-MM-DD is a partition date (as in _partition_date), so an unreal date is null too.
+    return F.when(partition_text.rlike(_ISO_DATE), partition_text.try_cast(DateType()))
+
+
+def events_between(events: DataFrame, first_day: date, last_day: date) -> DataFrame:
+    """Rows of read_events output from partitions [first_day, last_day], and the undated ones (quarantined by every
+    run). The filter is on the partition column only, so Spark reads no other partition's files."""
+    day = F.col("event_date")
+    return events.where(day.between(F.lit(first_day), F.lit(last_day)) | day.isNull())
 
 
 def _as_text(source: DataFrame, name: str) -> Column:

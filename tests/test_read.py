@@ -125,13 +125,14 @@ def test_a_listing_reads_only_full_real_dates_as_partitions():
     ))
 
     assert set(listing.fingerprints()) == {date(2026, 11, 1), date(2026, 11, 3)}
-    # A run reads its partitions and every file without a date, whose rows it quarantines.
+    # A run reads its partitions' folders and every file without a date, whose rows it quarantines.
     assert listing.paths_between(date(2026, 11, 2), date(2026, 11, 3)) == [
-        "file:/in/event_date=2026-11-03/b.parquet",
+        "file:/in/event_date=2026-11-03",
         "file:/in/event_date=2026-13-45/c.parquet",
         "file:/in/event_date=2026-11/d.parquet",
         "file:/in/e.parquet",
     ]
+    assert listing.bytes_between(date(2026, 11, 2), date(2026, 11, 3)) == 40
 
 
 def test_a_partition_fingerprint_matches_the_ones_earlier_versions_stored(spark):
