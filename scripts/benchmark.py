@@ -18,6 +18,12 @@ seconds, events/second, peak memory, ratio to sessionlake) and writes --workdir/
 
 measures skew instead: sessionlake on the --events events plus one user sending --skew events in one day (a bot
 never pausing), against the same total volume spread over ordinary users; writes --workdir/skew.json.
+
+    .venv/bin/python scripts/benchmark.py --events 6000000 --incremental 60
+
+measures the incremental model's cost over a table's life: --events events over 60 days, a daily run of day 1,
+then of day 2 (timed), a backfill of days 3..59, a daily run of day 60 (timed), and a rerun of each timed day;
+writes --workdir/incremental.json with day 60's median time over day 2's.
 """
 
 from __future__ import annotations
@@ -219,6 +225,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="DuckDB's threads (Spark: local[*])")
     parser.add_argument("--contenders", default=",".join(CONTENDERS), help="which to run, comma-separated")
     parser.add_argument("--skew", type=int, default=0, help="measure skew: one user with this many events in a day")
+    parser.add_argument("--incremental", type=int, default=0,
+                        help="measure a daily run on day 2 against day N of history (N days of --events events)")
     # A child process's work:
     parser.add_argument("--contender", choices=CONTENDERS, help=argparse.SUPPRESS)
     parser.add_argument("--generate", type=int, help=argparse.SUPPRESS)
@@ -236,8 +244,11 @@ def main() -> None:
             args.events_path,
         ))
         return
-    if args.skew:
-        _skew(get_spark("sessionlake-benchmark"), args)
+    if args.skew or args.incremental:
+        if "," in args.events:
+            parser.error("--skew and --incremental take one size of --events")
+        args.events = int(args.events)
+        (_skew if args.skew else _incremental)(get_spark("sessionlake-benchmark"), args)
         return
 
     for events in (int(size) for size in args.events.split(",")):
@@ -318,6 +329,43 @@ def _skew(spark: SparkSession, args: argparse.Namespace) -> None:
     results["skewed_over_spread_time"] = round(results["skewed_seconds"] / results["spread_seconds"], 2)
     print(json.dumps(results, indent=2))
     (args.workdir / "skew.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+def _incremental(spark: SparkSession, args: argparse.Namespace) -> None:
+    """Day 2 against day N of history: the same daily run, early and late in a table's life."""
+    days, last_day = args.incremental, FIRST_DAY + timedelta(days=args.incremental - 1)
+    path = args.workdir / f"history-{args.events}-{days}d"
+    if args.regenerate or not path.exists():
+        _timed(f"generate {days} days of events", lambda: write_sample(
+            generate_events(spark, users=_users_for(args.events, days), days=days, first_day=FIRST_DAY), str(path)
+        ))
+    out = args.workdir / "out" / "incremental"
+    shutil.rmtree(out, ignore_errors=True)
+    config = JobConfig.model_validate({"input": {"path": str(path)}, "output": {"path": str(out)}})
+
+    def daily(day: date) -> float:
+        return _timed(f"daily run of {day}", lambda: pipeline.run(spark, config, day, day))
+
+    daily(FIRST_DAY)  # a first run creates the tables, and warms the JVM up
+    early = [daily(FIRST_DAY + timedelta(days=1))]
+    _timed(f"backfill {FIRST_DAY + timedelta(days=2)}..{last_day - timedelta(days=1)}", lambda: pipeline.run(
+        spark, config, FIRST_DAY + timedelta(days=2), last_day - timedelta(days=1)
+    ))
+    late = [daily(last_day)]
+    # Reruns replace their day with the same work: a second figure for each, taken in the same, warm JVM.
+    early.append(daily(FIRST_DAY + timedelta(days=1)))
+    late.append(daily(last_day))
+    day_events = spark.read.parquet(str(path)).where(F.col("event_date") == F.lit(last_day)).count()
+    results = {
+        "days": days,
+        "events": spark.read.parquet(str(path)).count(),
+        "events_on_last_day": day_events,
+        "day_2_seconds": [round(s, 1) for s in early],
+        f"day_{days}_seconds": [round(s, 1) for s in late],
+        f"day_{days}_over_day_2_time": round(statistics.median(late) / statistics.median(early), 2),
+    }
+    print(json.dumps(results, indent=2))
+    (args.workdir / "incremental.json").write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":
