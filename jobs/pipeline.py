@@ -59,6 +59,7 @@ from jobs.read import (
     commits_by_tag,
     events_between,
     list_input,
+    load_input,
     read_events,
     read_table,
     table_version,
@@ -82,7 +83,6 @@ from jobs.runs import (
     to_frame,
 )
 from jobs.sessionize import session_schema, sessionize
-from jobs.spark_session import shuffles_sized_for
 from jobs.validate import REASONS, to_quarantine, valid_events, with_bot_user_days, with_reject_reason
 from jobs.write import (
     append_run,
@@ -173,14 +173,14 @@ def _late_days(
 @dataclass(frozen=True)
 class _Input:
     """The input as a run found it, listed once: its files, per partition date a fingerprint of its files, the
-    dates present, and its events over every day the run may process (each step filters its own partitions, so the
-    files are listed and their schemas merged once)."""
+    dates present, and the input loaded for every partition the run's days need (each step takes its own
+    partitions from it, so the files are listed and their schemas merged once)."""
 
     listing: InputListing
     fingerprints: dict[date, str]
     present: frozenset[date]
-    events: DataFrame
-    events_range: tuple[date, date]  # the partitions `events` holds
+    source: DataFrame
+    source_range: tuple[date, date]  # the partitions `source` was loaded for
 
 
 @dataclass(frozen=True)
@@ -203,17 +203,19 @@ def _list_input(spark: SparkSession, config: JobConfig, first_day: date, last_da
         first_day, last_day, config.reporting.timezone, rules.max_session_duration,
         config.validation.partition_tolerance,
     )
-    events = read_events(spark, config.input, config.reporting.segments, first_input, last_input, listing)
+    segments = config.reporting.segments
+    source = load_input(spark, config.input, segments, first_input, last_input, listing)
     if not fingerprints and config.input.format is InputFormat.DELTA:
-        return _Input(listing, fingerprints, frozenset(unpartitioned_days(events)), events, (first_input, last_input))
-    return _Input(listing, fingerprints, frozenset(fingerprints), events, (first_input, last_input))
+        events = events_between(source, config.input, segments, first_input, last_input)
+        return _Input(listing, fingerprints, frozenset(unpartitioned_days(events)), source, (first_input, last_input))
+    return _Input(listing, fingerprints, frozenset(fingerprints), source, (first_input, last_input))
 
 
 def _events(spark: SparkSession, config: JobConfig, inputs: _Input, first_input: date, last_input: date) -> DataFrame:
     """The events of partitions [first_input, last_input]: from the run's read when it holds them, else read anew
-    (a day that follows the run's range, redone because the run changed what it continues from)."""
-    if inputs.events_range[0] <= first_input and last_input <= inputs.events_range[1]:
-        return events_between(inputs.events, first_input, last_input)
+    (a repair of a broken run's days, a day after the run's range that continues from days it changed)."""
+    if inputs.source_range[0] <= first_input and last_input <= inputs.source_range[1]:
+        return events_between(inputs.source, config.input, config.reporting.segments, first_input, last_input)
     return read_events(spark, config.input, config.reporting.segments, first_input, last_input, inputs.listing)
 
 
@@ -488,24 +490,6 @@ def _process(
     processed_before: set[date],
     progress: _Progress,
 ) -> RunRecord:
-    """Process the record's days (with shuffles sized for their input); the finished record."""
-    rules = config.sessionization
-    first_input, last_input = input_days(
-        record.first_day, record.last_day, config.reporting.timezone, rules.max_session_duration,
-        config.validation.partition_tolerance,
-    )
-    with shuffles_sized_for(spark, inputs.listing.bytes_between(first_input, last_input)):
-        return _process_days(spark, config, record, inputs, processed_before, progress)
-
-
-def _process_days(
-    spark: SparkSession,
-    config: JobConfig,
-    record: RunRecord,
-    inputs: _Input,
-    processed_before: set[date],
-    progress: _Progress,
-) -> RunRecord:
     first_day, last_day = record.first_day, record.last_day
     rules, segments, timezone = config.sessionization, config.reporting.segments, config.reporting.timezone
     tolerance = config.validation.partition_tolerance
@@ -522,13 +506,13 @@ def _process_days(
     # three counts are taken at three different steps, so a row lost or duplicated between them shows.
     is_own_row = _is_owned_by_run(first_day, last_day)
     reading, dedup = Observation("read"), Observation("dedup")
-    judged = (
+    checked = (
         events
         .transform(with_reject_reason, config.validation.partition_tolerance)
         .transform(with_bot_user_days, config.validation.bot_max_events_per_day)
     )
-    checked = (
-        judged
+    observed = (
+        checked
         .observe(
             reading,
             F.count_if(is_own_row).alias("rows"),
@@ -543,9 +527,9 @@ def _process_days(
     )
     anchors = latest_sessions_before(lookback, lookback_start, first_instant)
     new_sessions = sessionize(
-        valid_events(checked), rules.inactivity_timeout, rules.max_session_duration, segments, timezone,
+        valid_events(observed), rules.inactivity_timeout, rules.max_session_duration, segments, timezone,
         resume_points(anchors, context_start, first_instant), dedup, is_own_row,
-    ).persist(StorageLevel.MEMORY_AND_DISK)  # the run's own and the extended sessions both come from it: one pass
+    )
     stored_from = stored.where(F.col("session_date") >= F.lit(first_day))
     old_run_sessions = stored_from.where(F.col("session_date") <= F.lit(last_day))
     later = stored_from.where(F.col("session_date") > F.lit(last_day))
@@ -586,10 +570,9 @@ def _process_days(
         updates.unpersist()
     finally:
         owned.unpersist()
-        new_sessions.unpersist()
 
-    # From the unobserved rows: the read counts come from the sessionizing query alone.
-    quarantine = to_quarantine(judged.where(is_own_row), record.run_id)
+    # Not from `observed`: the read counts come from the sessionizing query alone.
+    quarantine = to_quarantine(checked.where(is_own_row), record.run_id)
     with stage("write quarantine") as counts:
         rows_quarantined = replace_quarantine(
             quarantine, config.output.table_path(Table.QUARANTINE), first_day, last_day

@@ -104,7 +104,8 @@ class InputListing(NamedTuple):
 
         Folders rather than their files: Spark lists a few folders on the driver, but many files with a job of one
         task per file. A file that lands between the listing and the read is read without being in the day's
-        fingerprint, so the next run finds the day changed and processes it again.
+        fingerprint, so a later run finds the day changed (and processes it again while it is in the late-data
+        window, as for any late file).
         """
         paths: dict[str, None] = {}  # ordered and unique
         for file in self._files_between(first_day, last_day):
@@ -129,8 +130,8 @@ class InputListing(NamedTuple):
 
 
 def _partition_folder(path: str, date_column: str) -> str:
-    # The path up to and including its date folder (.../event_date=VALUE).
-    match = re.search(rf"^(.*/{re.escape(date_column)}=[^/]*)/", path)
+    # The path up to and including its date folder (.../event_date=VALUE): the first, as in _partition_text.
+    match = re.search(rf"^(.*?/{re.escape(date_column)}=[^/]*)/", path)
     return match.group(1) if match else path
 
 
@@ -172,7 +173,7 @@ def read_events(
     listing: InputListing | None = None,
 ) -> DataFrame:
     """Events of the input partitions [first_day, last_day] (UTC dates) and of any partition whose value is not a
-    date (these are quarantined), renamed to the canonical columns.
+    date (these are quarantined), renamed to the canonical columns: events_between(load_input(...)).
 
     Output: user_id, event_id, event_name (strings), event_ts (as stored: a timestamp or text), the segments
     (strings), event_date (date), source_row (a struct of every input column and the partition's text, for
@@ -180,14 +181,36 @@ def read_events(
     or of a type events cannot have. `listing` is the run's `list_input`; parquet input is listed when it is not
     given.
     """
+    source = load_input(spark, spec, segments, first_day, last_day, listing)
+    return events_between(source, spec, segments, first_day, last_day)
+
+
+def _wanted_columns(spec: InputSpec, segments: tuple[str, ...]) -> dict[str, str]:
+    # Canonical name -> input column name.
     names = spec.columns
-    wanted = {
+    return {
         "user_id": names.user_id,
         "event_id": names.event_id,
         "event_name": names.event_name,
         "event_ts": names.event_ts,
         **{segment: segment for segment in segments},
     }
+
+
+def load_input(
+    spark: SparkSession,
+    spec: InputSpec,
+    segments: tuple[str, ...],
+    first_day: date,
+    last_day: date,
+    listing: InputListing | None = None,
+) -> DataFrame:
+    """The input as loaded for partitions [first_day, last_day], with its own column names: parquet files listed
+    and their schemas merged, every format's columns and types checked (InputError otherwise). Filter and rename
+    it with events_between, for those days or any days within them, as often as needed: the listing and the
+    checks are done once."""
+    names = spec.columns
+    wanted = _wanted_columns(spec, segments)
     if spec.format is InputFormat.PARQUET:
         listing = listing or list_input(spark, spec)
         source = _load(spark, spec, [*wanted.values(), names.event_date], listing.paths_between(first_day, last_day))
@@ -199,9 +222,23 @@ def read_events(
         _require_columns(source.columns, spec, segments, [*wanted.values(), names.event_date])
     if spec.format in (InputFormat.PARQUET, InputFormat.DELTA):
         _require_types(source, spec, wanted)
+    return source
 
+
+def events_between(
+    source: DataFrame, spec: InputSpec, segments: tuple[str, ...], first_day: date, last_day: date
+) -> DataFrame:
+    """The events (see read_events) of load_input's `source` in partitions [first_day, last_day], and the undated
+    ones.
+
+    The days are filtered on the input's partition column before anything else: a filter on a column computed from
+    it would stay above the projection, and Spark would read every partition's files (a test pins this).
+    """
+    names = spec.columns
+    wanted = _wanted_columns(spec, segments)
     partition_text = F.col(names.event_date).cast(StringType())
-    partition_day = _partition_day(partition_text)
+    # Only a full YYYY-MM-DD is a partition date (as in _partition_date), so an unreal date is null too.
+    partition_day = F.when(partition_text.rlike(_ISO_DATE), partition_text.try_cast(DateType()))
     row_columns = [F.col(c) for c in source.columns if c != names.event_date]
     if spec.format is InputFormat.JSON:
         columns = {name: _json_text(input_name, _JSON_TYPES.get(name, _JSON_SCALAR)) for name, input_name in wanted.items()}
@@ -216,6 +253,7 @@ def read_events(
     malformed = F.col(_MALFORMED_TEXT).isNotNull() if _MALFORMED_TEXT in source.columns else F.lit(False)
     return (
         source
+        .where(partition_day.between(F.lit(first_day), F.lit(last_day)) | partition_day.isNull())
         .select(
             *[value.alias(name) for name, value in values.items()],
             partition_day.alias("event_date"),
@@ -223,20 +261,7 @@ def read_events(
             F.when(malformed, F.lit(MALFORMED_ROW)).when(wrong_type, F.lit(WRONG_TYPE)).alias(READ_PROBLEM),
         )
         .select(*EVENT_COLUMNS, *segments, "event_date", SOURCE_ROW, READ_PROBLEM)
-        .transform(events_between, first_day, last_day)
     )
-
-
-def _partition_day(partition_text: Column) -> Column:
-    # Only a full YYYY-MM-DD is a partition date (as in _partition_date), so an unreal date is null too.
-    return F.when(partition_text.rlike(_ISO_DATE), partition_text.try_cast(DateType()))
-
-
-def events_between(events: DataFrame, first_day: date, last_day: date) -> DataFrame:
-    """Rows of read_events output from partitions [first_day, last_day], and the undated ones (quarantined by every
-    run). The filter is on the partition column only, so Spark reads no other partition's files."""
-    day = F.col("event_date")
-    return events.where(day.between(F.lit(first_day), F.lit(last_day)) | day.isNull())
 
 
 def _as_text(source: DataFrame, name: str) -> Column:

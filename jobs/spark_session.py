@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from pyspark import SparkConf
 from pyspark.sql import SparkSession
@@ -19,6 +17,10 @@ _DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
 # Local mode only: settings for a laptop-sized JVM. A cluster's own settings are never overridden.
 _LOCAL_SETTINGS = {
     "spark.driver.memory": os.environ.get("SESSIONLAKE_DRIVER_MEMORY", "4g"),
+    # Two shuffle partitions per core: every stage after a shuffle runs a task per partition, and Spark's default
+    # of 200 tasks costs more than the work on a laptop's data. Adaptive execution does not coalesce them where a
+    # result is cached (the run's sessions) or where a join meets the events already partitioned by user.
+    "spark.sql.shuffle.partitions": str(2 * (os.cpu_count() or 1)),
     # Delta rebuilds table state with this many tasks; its default of 50 is slow for local tables.
     "spark.databricks.delta.snapshotPartitions": "4",
 }
@@ -90,40 +92,3 @@ def _log_settings(spark: SparkSession) -> None:
         spark.conf.get("spark.sql.shuffle.partitions"),
     )
 
-
-_SHUFFLE_PARTITIONS = "spark.sql.shuffle.partitions"
-_SPARK_DEFAULT_SHUFFLE_PARTITIONS = "200"
-# Input bytes per shuffle partition: a partition of events this size (compressed parquet) sorts in memory in
-# seconds, and the sessions made from it fill a file of useful size.
-TARGET_INPUT_BYTES_PER_PARTITION = 64 * 2**20
-
-
-def shuffle_partitions_for(input_bytes: int, parallelism: int) -> int:
-    """Shuffle partitions for a run reading `input_bytes` of input: one per TARGET_INPUT_BYTES_PER_PARTITION, and
-    at least one per core."""
-    return max(parallelism, -(-input_bytes // TARGET_INPUT_BYTES_PER_PARTITION))
-
-
-@contextmanager
-def shuffles_sized_for(spark: SparkSession, input_bytes: int | None) -> Iterator[None]:
-    """Within the block, shuffle into shuffle_partitions_for(input_bytes) partitions, unless the session's shuffle
-    partitions were set by whoever started it (or the input's size is unknown): then nothing changes.
-
-    Spark's default of 200 partitions costs a task per partition in every stage after a shuffle, which dominates
-    on small inputs. Adaptive execution coalesces partitions, but not where a result is cached, as a run's sessions
-    are, nor where a join meets an input already partitioned by user.
-    """
-    chosen = spark.sparkContext.getConf().contains(_SHUFFLE_PARTITIONS) or (
-        spark.conf.get(_SHUFFLE_PARTITIONS) != _SPARK_DEFAULT_SHUFFLE_PARTITIONS
-    )
-    if chosen or input_bytes is None:
-        yield
-        return
-    previous = spark.conf.get(_SHUFFLE_PARTITIONS)
-    partitions = shuffle_partitions_for(input_bytes, spark.sparkContext.defaultParallelism)
-    log.debug("shuffle partitions %d for %.1f MiB of input", partitions, input_bytes / 2**20)
-    spark.conf.set(_SHUFFLE_PARTITIONS, str(partitions))
-    try:
-        yield
-    finally:
-        spark.conf.set(_SHUFFLE_PARTITIONS, previous)

@@ -6,7 +6,7 @@ from pyspark.sql import Row
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from jobs.config import InputSpec
+from jobs.config import InputFormat, InputSpec
 from jobs.read import InputError, InputFile, InputListing, WriterStart, list_input, read_events, writer_start
 from jobs.write import tagged_commits
 from tests.helpers import utc
@@ -44,6 +44,18 @@ def test_only_partitions_in_the_range_and_undated_ones_are_read(spark, tmp_path)
     events = read_events(spark, InputSpec(path=str(tmp_path / "events")), (), date(2026, 11, 2), date(2026, 11, 2))
 
     assert sorted(r["event_id"] for r in events.collect()) == ["e2", "e4"]
+
+
+def test_partitions_outside_the_range_are_not_read_at_all(spark, tmp_path):
+    # A CSV file whose header differs from the others fails any read of it: reading 1 November must not touch it.
+    for day, header in (("2026-11-01", "user_id,event_id,event_name,event_ts"), ("2026-11-05", "uid,eid,name,ts")):
+        (tmp_path / "events" / f"event_date={day}").mkdir(parents=True)
+        (tmp_path / "events" / f"event_date={day}" / "part.csv").write_text(f"{header}\nu1,e1,view,{day}T10:00:00Z\n")
+    spec = InputSpec(path=str(tmp_path / "events"), format=InputFormat.CSV)
+
+    events = read_events(spark, spec, (), date(2026, 11, 1), date(2026, 11, 1))
+
+    assert [(r["user_id"], r["event_id"]) for r in events.collect()] == [("u1", "e1")]
 
 
 def test_partition_fingerprints_come_from_the_file_listing_and_change_with_a_new_file(spark, tmp_path):
@@ -119,6 +131,7 @@ def test_a_listing_reads_only_full_real_dates_as_partitions():
     listing = InputListing("event_date", (
         InputFile("file:/in/event_date=2026-11-01/a.parquet", "10", "1"),
         InputFile("file:/in/event_date=2026-11-03/b.parquet", "10", "1"),
+        InputFile("file:/in/event_date=2026-11-03/b2.parquet", "10", "1"),
         InputFile("file:/in/event_date=2026-13-45/c.parquet", "10", "1"),  # not a real date
         InputFile("file:/in/event_date=2026-11/d.parquet", "10", "1"),  # not a full date
         InputFile("file:/in/e.parquet", "10", "1"),  # no date folder
@@ -132,7 +145,7 @@ def test_a_listing_reads_only_full_real_dates_as_partitions():
         "file:/in/event_date=2026-11/d.parquet",
         "file:/in/e.parquet",
     ]
-    assert listing.bytes_between(date(2026, 11, 2), date(2026, 11, 3)) == 40
+    assert listing.bytes_between(date(2026, 11, 2), date(2026, 11, 3)) == 50
 
 
 def test_a_partition_fingerprint_matches_the_ones_earlier_versions_stored(spark):
