@@ -113,14 +113,6 @@ class InputListing(NamedTuple):
             paths[folder if _partition_date(_partition_text(file.path, self.date_column)) else file.path] = None
         return list(paths)
 
-    def bytes_between(self, first_day: date, last_day: date) -> int | None:
-        """The size of the files a run of partitions [first_day, last_day] reads; None when the listing has no
-        sizes (a Delta table's)."""
-        sizes = [file.size for file in self._files_between(first_day, last_day)]
-        if not sizes or "" in sizes:
-            return None
-        return sum(int(size) for size in sizes)
-
     def _files_between(self, first_day: date, last_day: date) -> list[InputFile]:
         def wanted(path: str) -> bool:
             day = _partition_date(_partition_text(path, self.date_column))
