@@ -103,19 +103,32 @@ def _append(frame: DataFrame, table: str) -> None:
         writer.save(table)
 
 
-def _latest_version(spark: SparkSession, path: str) -> int:
+class _Commit(NamedTuple):
+    """A table's latest commit: its version, operation and Delta's own metrics of it (rows, files)."""
+
+    version: int
+    operation: str
+    metrics: dict[str, str]
+
+
+def _last_commit(spark: SparkSession, path: str) -> _Commit | None:
+    """The latest commit of the table at `path`, or None when there is no table yet."""
     if not table_exists(spark, path):
-        return -1  # no table yet
-    return delta_table(spark, path).history(1).select("version").first()["version"]
+        return None
+    last = delta_table(spark, path).history(1).select("version", "operation", "operationMetrics").first()
+    return _Commit(last["version"], last["operation"], last["operationMetrics"] or {})
 
 
-def _log_last_operation(spark: SparkSession, path: str, table: Table) -> dict[str, str]:
-    # Row counts come from Delta's own commit metrics, never from an extra count() of the data.
-    last = delta_table(spark, path).history(1).select("operation", "operationMetrics").first()
-    metrics = last["operationMetrics"] or {}
-    shown = {k: v for k, v in metrics.items() if k.startswith("num") and "Rows" in k or k == "numFiles"}
-    log.debug("%s: %s %s", table, last["operation"], shown)
-    return metrics
+def _metrics_since(spark: SparkSession, path: str, table: Table, before: _Commit | None) -> dict[str, str] | None:
+    """The metrics of the commit a write made after `before`, or None when it committed nothing (a write that
+    changes nothing may commit nothing). Row counts come from these metrics, never from an extra count() of the
+    data; the output's lock means the latest commit is the write's own."""
+    after = _last_commit(spark, path)
+    if after is None or (before is not None and after.version == before.version):
+        return None
+    shown = {k: v for k, v in after.metrics.items() if k.startswith("num") and "Rows" in k or k == "numFiles"}
+    log.debug("%s: %s %s", table, after.operation, shown)
+    return after.metrics
 
 
 class MergeCounts(NamedTuple):
@@ -126,10 +139,10 @@ class MergeCounts(NamedTuple):
     deleted: int
 
 
-def _merge_counts(metrics: dict[str, str], committed: bool = True) -> MergeCounts:
-    """A MERGE's counts from its commit metrics; all 0 when it committed nothing (the latest commit is another's)."""
+def _merge_counts(metrics: dict[str, str] | None) -> MergeCounts:
+    """A MERGE's counts from its commit metrics; all 0 when it committed nothing (None)."""
     def count(name: str) -> int:
-        return int(metrics.get(name, 0)) if committed else 0
+        return int((metrics or {}).get(name, 0))
 
     return MergeCounts(count("numTargetRowsInserted"), count("numTargetRowsUpdated"), count("numTargetRowsDeleted"))
 
@@ -137,9 +150,8 @@ def _merge_counts(metrics: dict[str, str], committed: bool = True) -> MergeCount
 def _replace_where(frame: DataFrame, path: str, predicate: str, partition_column: str, table: Table) -> int:
     # Overwrite exactly the rows matching `predicate`: Delta rejects written rows outside it, and a rerun replaces
     # rather than appends, so reruns are idempotent.
-    # A write that changes nothing may commit nothing; then the latest commit is not this write's.
     _create_if_missing(frame, path, partition_column)
-    version_before = _latest_version(frame.sparkSession, path)
+    before = _last_commit(frame.sparkSession, path)
     # Optimized write: Delta shuffles the rows by partition value first, so each day gets a few full files instead
     # of a small file from every task that holds some of its rows.
     if isinstance(path, TableName):
@@ -154,10 +166,10 @@ def _replace_where(frame: DataFrame, path: str, predicate: str, partition_column
             .partitionBy(partition_column)
             .save(path)
         )
-    if _latest_version(frame.sparkSession, path) == version_before:
+    metrics = _metrics_since(frame.sparkSession, path, table, before)
+    if metrics is None:
         log.info("%s: nothing to commit", table)
         return 0
-    metrics = _log_last_operation(frame.sparkSession, path, table)
     if not metrics:
         raise RuntimeError(f"{table}: Delta recorded no commit metrics; the job counts rows from them, so "
                            "spark.databricks.delta.history.metricsEnabled must stay true")
@@ -196,7 +208,7 @@ def update_sessions(changed: DataFrame, path: str, first_day: date) -> int:
     later sessions; the rows updated. Rows already equal are left alone, so a rerun rewrites no file; `first_day`
     is the earliest session_date among `changed` (it prunes the partitions read)."""
     spark = changed.sparkSession
-    version_before = _latest_version(spark, path)
+    before = _last_commit(spark, path)
     differs = ~reduce(and_, [F.col(f"stored.{c}").eqNullSafe(F.col(f"run.{c}")) for c in changed.columns])
     (
         delta_table(spark, path).alias("stored")
@@ -208,18 +220,19 @@ def update_sessions(changed: DataFrame, path: str, first_day: date) -> int:
         .whenMatchedUpdateAll(condition=differs)
         .execute()
     )
-    return _merge_counts(_log_last_operation(spark, path, Table.SESSIONS), _latest_version(spark, path) > version_before).updated
+    return _merge_counts(_metrics_since(spark, path, Table.SESSIONS, before)).updated
 
 
 def merge_users(updates: DataFrame, path: str) -> MergeCounts:
     """Set each updated user's first_seen and sessions; a user left with no sessions is deleted."""
     spark = updates.sparkSession
     _create_if_missing(updates, path)
-    if not table_exists(spark, path):
+    before = _last_commit(spark, path)
+    if before is None:
         updates.where(F.col("sessions") > 0).write.format("delta").mode("overwrite").save(path)
         # The first write to a path is a plain WRITE: its rows are all new.
-        return MergeCounts(int(_log_last_operation(spark, path, Table.USERS).get("numOutputRows", 0)), 0, 0)
-    version_before = _latest_version(spark, path)
+        written = _metrics_since(spark, path, Table.USERS, before) or {}
+        return MergeCounts(int(written.get("numOutputRows", 0)), 0, 0)
     gone = F.col("run.sessions") == 0
     changed = ~F.col("stored.first_seen").eqNullSafe(F.col("run.first_seen")) | (
         F.col("stored.sessions") != F.col("run.sessions")
@@ -234,7 +247,7 @@ def merge_users(updates: DataFrame, path: str) -> MergeCounts:
         .whenNotMatchedInsertAll(condition=~gone)
         .execute()
     )
-    return _merge_counts(_log_last_operation(spark, path, Table.USERS), _latest_version(spark, path) > version_before)
+    return _merge_counts(_metrics_since(spark, path, Table.USERS, before))
 
 
 def restore_table(spark: SparkSession, path: str, version: int) -> None:
