@@ -284,8 +284,10 @@ def _anchor_window(config: JobConfig, first_day: date):
 
 
 def _anchor_fingerprints(spark: SparkSession, config: JobConfig, days: list[date]) -> dict[date, str]:
+    if not days:
+        return {}
     stored = read_table(spark, config.output.table_path(Table.SESSIONS))
-    if stored is None or not days:
+    if stored is None:
         return {day: NO_ANCHORS for day in days}
     windows = []
     for day in days:
@@ -538,7 +540,7 @@ def _process(
     owned = (
         numbered(new_sessions.where(in_run), before).transform(as_stored, segments)
         .unionByName(extended_anchors(new_sessions, anchors, context_start).transform(as_stored, segments))
-        .persist(StorageLevel.MEMORY_AND_DISK)  # written in two places; sessionizing twice would cost twice
+        .persist(StorageLevel.DISK_ONLY)  # written in two places; sessionizing twice would cost twice
     )
     stage = _Stages(record)
     try:
@@ -571,8 +573,13 @@ def _process(
     finally:
         owned.unpersist()
 
-    # Not from `observed`: the read counts come from the sessionizing query alone.
+    # Not from `observed`: the read counts come from the sessionizing query alone. They are in once the sessions
+    # are written; when they hold no rejected row, the run's quarantine is empty and its write only removes what
+    # earlier runs of these partitions put there, without reading the events a second time.
+    read_counts = reading.get
     quarantine = to_quarantine(checked.where(is_own_row), record.run_id)
+    if not any(read_counts[reason] for reason in REASONS):
+        quarantine = quarantine.where(F.lit(False))  # Spark plans no scan under a filter that is always false
     with stage("write quarantine") as counts:
         rows_quarantined = replace_quarantine(
             quarantine, config.output.table_path(Table.QUARANTINE), first_day, last_day
@@ -593,7 +600,7 @@ def _process(
         counts["periods"] = sum(len(starts) for starts in periods.values())
         counts["rows"] = replace_kpis(kpis, config.output.table_path(Table.KPIS), periods)
 
-    read_counts, dedup_counts = reading.get, dedup.get
+    dedup_counts = dedup.get
     counts = _accounted(
         record, read_counts["rows"], dedup_counts["kept"], rows_quarantined, dedup_counts["copies"],
         {reason: read_counts[reason] for reason in REASONS if read_counts[reason]},

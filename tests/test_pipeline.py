@@ -1,5 +1,6 @@
 """End to end: event files on disk -> `sessionlake run` -> Delta tables read back (by Spark and by delta-rs)."""
 
+import shutil
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -223,6 +224,20 @@ def test_rows_in_an_undated_partition_are_quarantined_once_however_often_days_ru
         table(spark, root, "quarantine").select("event_date", "reject_reason"),
         [Row(event_date=None, reject_reason="missing_event_ts")],
     )
+
+
+def test_a_rerun_on_input_without_bad_rows_removes_the_days_quarantined_rows(spark, job):
+    root, config = job
+    write_events(spark, root / "events", MONDAY)
+    run(config, "--date", "2026-11-02")
+    shutil.rmtree(root / "events")
+    write_events(spark, root / "events", MONDAY[:6])  # the row without user id and the one without time are gone
+
+    assert run(config, "--date", "2026-11-02") == 0
+
+    assert table(spark, root, "quarantine").count() == 0
+    latest = table(spark, root, "runs").orderBy(F.col("started_at").desc()).first()
+    assert (latest["rows_read"], latest["rows_quarantined"], latest["quarantine_reasons"]) == (6, 0, {})
 
 
 def test_a_range_without_any_input_is_an_error_and_nothing_is_written(spark, job, capsys):
