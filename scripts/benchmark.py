@@ -17,7 +17,9 @@ seconds, events/second, peak memory, ratio to sessionlake) and writes --workdir/
     .venv/bin/python scripts/benchmark.py --events 5000000 --skew 5000000
 
 measures skew instead: sessionlake on the --events events plus one user sending --skew events in one day (a bot
-never pausing), against the same total volume spread over ordinary users; writes --workdir/skew.json.
+never pausing), against the same total volume spread over ordinary users; writes --workdir/skew.json. With
+--max-session-duration 1h, the heavy user's day is cut into 24 capped sessions: the costly case, where its events
+after the first cap are gathered into one list to find the cuts.
 
     .venv/bin/python scripts/benchmark.py --events 6000000 --incremental 60
 
@@ -225,6 +227,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="DuckDB's threads (Spark: local[*])")
     parser.add_argument("--contenders", default=",".join(CONTENDERS), help="which to run, comma-separated")
     parser.add_argument("--skew", type=int, default=0, help="measure skew: one user with this many events in a day")
+    parser.add_argument("--max-session-duration", help="with --skew: sessionization.max_session_duration (e.g. 1h), "
+                        "so that the heavy user's day is cut into capped sessions")
     parser.add_argument("--incremental", type=int, default=0,
                         help="measure a daily run on day 2 against day N of history (N days of --events events)")
     # A child process's work:
@@ -319,10 +323,14 @@ def _skew(spark: SparkSession, args: argparse.Namespace) -> None:
             .unionByName(heavy_user_events(spark, args.skew, heavy_day)), str(inputs["skewed"])
         ))
     results: dict[str, object] = {"heavy_user_events": args.skew, "heavy_day": heavy_day.isoformat()}
+    settings: dict[str, object] = {}
+    if args.max_session_duration:
+        settings["sessionization"] = {"max_session_duration": args.max_session_duration}
+        results["max_session_duration"] = args.max_session_duration
     for name, path in inputs.items():
         out = args.workdir / "out" / name
         shutil.rmtree(out, ignore_errors=True)
-        config = JobConfig.model_validate({"input": {"path": str(path)}, "output": {"path": str(out)}})
+        config = JobConfig.model_validate({"input": {"path": str(path)}, "output": {"path": str(out)}, **settings})
         seconds = _timed(f"sessionlake on {name}", lambda: pipeline.run(spark, config, FIRST_DAY, last_day))
         results[f"{name}_events"] = spark.read.parquet(str(path)).count()
         results[f"{name}_seconds"] = round(seconds, 1)
