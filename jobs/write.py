@@ -119,32 +119,40 @@ def _last_commit(spark: SparkSession, path: str) -> _Commit | None:
     return _Commit(last["version"], last["operation"], last["operationMetrics"] or {})
 
 
-def _metrics_since(spark: SparkSession, path: str, table: Table, before: _Commit | None) -> dict[str, str] | None:
-    """The metrics of the commit a write made after `before`, or None when it committed nothing (a write that
-    changes nothing may commit nothing). Row counts come from these metrics, never from an extra count() of the
-    data; the output's lock means the latest commit is the write's own."""
+def _write_metrics(spark: SparkSession, path: str, table: Table, before: _Commit | None) -> dict[str, str] | None:
+    """Delta's metrics of the write that committed just after `before`, or None when it committed nothing (a write
+    that changes nothing may commit nothing). The output's lock keeps other runs out, but a platform may commit
+    after the write (Databricks' auto compaction): the metrics are those of the first commit after `before`."""
     after = _last_commit(spark, path)
-    if after is None or (before is not None and after.version == before.version):
+    written_version = 0 if before is None else before.version + 1
+    if after is None or after.version < written_version:
         return None
-    shown = {k: v for k, v in after.metrics.items() if k.startswith("num") and "Rows" in k or k == "numFiles"}
-    log.debug("%s: %s %s", table, after.operation, shown)
-    return after.metrics
+    written = after
+    if after.version > written_version:
+        row = (
+            delta_table(spark, path).history(after.version - written_version + 1)
+            .where(F.col("version") == written_version)
+            .select("operation", "operationMetrics")
+            .first()
+        )
+        written = _Commit(written_version, row["operation"], row["operationMetrics"] or {})
+    shown = {k: v for k, v in written.metrics.items() if k.startswith("num") and "Rows" in k or k == "numFiles"}
+    log.debug("%s: %s %s", table, written.operation, shown)
+    return written.metrics
 
 
 class MergeCounts(NamedTuple):
-    """Rows a MERGE inserted, updated and deleted, from its commit metrics."""
+    """Rows a MERGE inserted, updated and deleted."""
 
     inserted: int
     updated: int
     deleted: int
 
 
-def _merge_counts(metrics: dict[str, str] | None) -> MergeCounts:
-    """A MERGE's counts from its commit metrics; all 0 when it committed nothing (None)."""
-    def count(name: str) -> int:
-        return int((metrics or {}).get(name, 0))
-
-    return MergeCounts(count("numTargetRowsInserted"), count("numTargetRowsUpdated"), count("numTargetRowsDeleted"))
+def _merge_counts(result: DataFrame) -> MergeCounts:
+    """A MERGE's counts from the one-row frame Delta's `execute()` returns (its own metrics, whatever commits later)."""
+    row = result.first()
+    return MergeCounts(row["num_inserted_rows"], row["num_updated_rows"], row["num_deleted_rows"])
 
 
 def _replace_where(frame: DataFrame, path: str, predicate: str, partition_column: str, table: Table) -> int:
@@ -166,7 +174,7 @@ def _replace_where(frame: DataFrame, path: str, predicate: str, partition_column
             .partitionBy(partition_column)
             .save(path)
         )
-    metrics = _metrics_since(frame.sparkSession, path, table, before)
+    metrics = _write_metrics(frame.sparkSession, path, table, before)
     if metrics is None:
         log.info("%s: nothing to commit", table)
         return 0
@@ -208,9 +216,8 @@ def update_sessions(changed: DataFrame, path: str, first_day: date) -> int:
     later sessions; the rows updated. Rows already equal are left alone, so a rerun rewrites no file; `first_day`
     is the earliest session_date among `changed` (it prunes the partitions read)."""
     spark = changed.sparkSession
-    before = _last_commit(spark, path)
     differs = ~reduce(and_, [F.col(f"stored.{c}").eqNullSafe(F.col(f"run.{c}")) for c in changed.columns])
-    (
+    result = (
         delta_table(spark, path).alias("stored")
         .merge(
             changed.alias("run"),
@@ -220,24 +227,23 @@ def update_sessions(changed: DataFrame, path: str, first_day: date) -> int:
         .whenMatchedUpdateAll(condition=differs)
         .execute()
     )
-    return _merge_counts(_metrics_since(spark, path, Table.SESSIONS, before)).updated
+    return _merge_counts(result).updated
 
 
 def merge_users(updates: DataFrame, path: str) -> MergeCounts:
     """Set each updated user's first_seen and sessions; a user left with no sessions is deleted."""
     spark = updates.sparkSession
     _create_if_missing(updates, path)
-    before = _last_commit(spark, path)
-    if before is None:
+    if not table_exists(spark, path):
         updates.where(F.col("sessions") > 0).write.format("delta").mode("overwrite").save(path)
         # The first write to a path is a plain WRITE: its rows are all new.
-        written = _metrics_since(spark, path, Table.USERS, before) or {}
+        written = _write_metrics(spark, path, Table.USERS, None) or {}
         return MergeCounts(int(written.get("numOutputRows", 0)), 0, 0)
     gone = F.col("run.sessions") == 0
     changed = ~F.col("stored.first_seen").eqNullSafe(F.col("run.first_seen")) | (
         F.col("stored.sessions") != F.col("run.sessions")
     )
-    (
+    result = (
         delta_table(spark, path).alias("stored")
         .merge(updates.alias("run"), F.col("stored.user_id") == F.col("run.user_id"))
         .whenMatchedDelete(condition=gone)
@@ -247,7 +253,7 @@ def merge_users(updates: DataFrame, path: str) -> MergeCounts:
         .whenNotMatchedInsertAll(condition=~gone)
         .execute()
     )
-    return _merge_counts(_metrics_since(spark, path, Table.USERS, before))
+    return _merge_counts(result)
 
 
 def restore_table(spark: SparkSession, path: str, version: int) -> None:
