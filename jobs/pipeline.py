@@ -518,6 +518,7 @@ def _process(
         .observe(
             reading,
             F.count_if(is_own_row).alias("rows"),
+            F.count_if(is_own_row & F.col("reject_reason").isNotNull()).alias("rejected"),
             *[F.count_if(is_own_row & (F.col("reject_reason") == reason)).alias(reason) for reason in REASONS],
         )
     )
@@ -540,7 +541,9 @@ def _process(
     owned = (
         numbered(new_sessions.where(in_run), before).transform(as_stored, segments)
         .unionByName(extended_anchors(new_sessions, anchors, context_start).transform(as_stored, segments))
-        .persist(StorageLevel.DISK_ONLY)  # written in two places; sessionizing twice would cost twice
+        # Written in two places, and sessionizing twice would cost twice. On disk only: cached in memory, it held
+        # storage memory the sessionizing sorts needed (50M events failed with 1g of driver memory).
+        .persist(StorageLevel.DISK_ONLY)
     )
     stage = _Stages(record)
     try:
@@ -548,7 +551,7 @@ def _process(
         progress.wrote_tables = True
         with stage("read, validate, sessionize, write sessions") as counts:
             sessions_written = replace_sessions(run_sessions, sessions_path, first_day, last_day)
-            # Input rows are counted at the end: an observation is read once the queries that fill it have run.
+            # The read counts are read after this write, which runs the query that fills them.
             counts["sessions written"] = sessions_written
         extended = owned.where(~in_run).join(
             anchors.select("session_id", "session_end", "actions"), on=["session_id", "session_end", "actions"],
@@ -577,8 +580,9 @@ def _process(
     # are written; when they hold no rejected row, the run's quarantine is empty and its write only removes what
     # earlier runs of these partitions put there, without reading the events a second time.
     read_counts = reading.get
+    has_rejected_rows = read_counts["rejected"] > 0
     quarantine = to_quarantine(checked.where(is_own_row), record.run_id)
-    if not any(read_counts[reason] for reason in REASONS):
+    if not has_rejected_rows:
         quarantine = quarantine.where(F.lit(False))  # Spark plans no scan under a filter that is always false
     with stage("write quarantine") as counts:
         rows_quarantined = replace_quarantine(

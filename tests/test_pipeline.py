@@ -226,10 +226,11 @@ def test_rows_in_an_undated_partition_are_quarantined_once_however_often_days_ru
     )
 
 
-def test_a_rerun_on_input_without_bad_rows_removes_the_days_quarantined_rows(spark, job):
+def test_a_rerun_on_input_without_bad_rows_removes_the_quarantined_rows_of_its_day(spark, job):
     root, config = job
     write_events(spark, root / "events", MONDAY)
     run(config, "--date", "2026-11-02")
+    assert table(spark, root, "quarantine").count() == 2
     shutil.rmtree(root / "events")
     write_events(spark, root / "events", MONDAY[:6])  # the row without user id and the one without time are gone
 
