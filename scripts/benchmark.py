@@ -19,7 +19,7 @@ seconds, events/second, peak memory, ratio to sessionlake) and writes --workdir/
 measures skew instead: sessionlake on the --events events plus one user sending --skew events in one day (a bot
 never pausing), against the same total volume spread over ordinary users; writes --workdir/skew.json. With
 --max-session-duration 1h, the heavy user's day is cut into 24 capped sessions: the costly case, where its events
-after the first cap are gathered into one list to find the cuts.
+after the first cap are gathered into one list to find the cuts (writes --workdir/skew-cap-1h.json).
 
     .venv/bin/python scripts/benchmark.py --events 6000000 --incremental 60
 
@@ -237,6 +237,8 @@ def main() -> None:
     parser.add_argument("--events-path", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.max_session_duration and not args.skew:
+        parser.error("--max-session-duration applies to --skew only")
     logging.basicConfig(level=logging.WARNING)
     if args.contender:
         _contender(args)
@@ -336,7 +338,8 @@ def _skew(spark: SparkSession, args: argparse.Namespace) -> None:
         results[f"{name}_seconds"] = round(seconds, 1)
     results["skewed_over_spread_time"] = round(results["skewed_seconds"] / results["spread_seconds"], 2)
     print(json.dumps(results, indent=2))
-    (args.workdir / "skew.json").write_text(json.dumps(results, indent=2) + "\n")
+    name = f"skew-cap-{args.max_session_duration}.json" if args.max_session_duration else "skew.json"
+    (args.workdir / name).write_text(json.dumps(results, indent=2) + "\n")
 
 
 def _incremental(spark: SparkSession, args: argparse.Namespace) -> None:
