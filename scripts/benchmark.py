@@ -229,6 +229,8 @@ def main() -> None:
     parser.add_argument("--skew", type=int, default=0, help="measure skew: one user with this many events in a day")
     parser.add_argument("--max-session-duration", help="with --skew: sessionization.max_session_duration (e.g. 1h), "
                         "so that the heavy user's day is cut into capped sessions")
+    parser.add_argument("--bot-max-events-per-day", type=int, help="with --skew: validation.bot_max_events_per_day, "
+                        "which quarantines the heavy user's day")
     parser.add_argument("--incremental", type=int, default=0,
                         help="measure a daily run on day 2 against day N of history (N days of --events events)")
     # A child process's work:
@@ -237,8 +239,8 @@ def main() -> None:
     parser.add_argument("--events-path", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.max_session_duration and not args.skew:
-        parser.error("--max-session-duration applies to --skew only")
+    if (args.max_session_duration or args.bot_max_events_per_day) and not args.skew:
+        parser.error("--max-session-duration and --bot-max-events-per-day apply to --skew only")
     logging.basicConfig(level=logging.WARNING)
     if args.contender:
         _contender(args)
@@ -329,6 +331,9 @@ def _skew(spark: SparkSession, args: argparse.Namespace) -> None:
     if args.max_session_duration:
         settings["sessionization"] = {"max_session_duration": args.max_session_duration}
         results["max_session_duration"] = args.max_session_duration
+    if args.bot_max_events_per_day:
+        settings["validation"] = {"bot_max_events_per_day": args.bot_max_events_per_day}
+        results["bot_max_events_per_day"] = args.bot_max_events_per_day
     for name, path in inputs.items():
         out = args.workdir / "out" / name
         shutil.rmtree(out, ignore_errors=True)
@@ -338,7 +343,8 @@ def _skew(spark: SparkSession, args: argparse.Namespace) -> None:
         results[f"{name}_seconds"] = round(seconds, 1)
     results["skewed_over_spread_time"] = round(results["skewed_seconds"] / results["spread_seconds"], 2)
     print(json.dumps(results, indent=2))
-    name = f"skew-cap-{args.max_session_duration}.json" if args.max_session_duration else "skew.json"
+    name = "-".join(["skew", *([f"cap-{args.max_session_duration}"] if args.max_session_duration else []),
+                     *([f"bot-{args.bot_max_events_per_day}"] if args.bot_max_events_per_day else [])]) + ".json"
     (args.workdir / name).write_text(json.dumps(results, indent=2) + "\n")
 
 
