@@ -343,9 +343,9 @@ def _skew(spark: SparkSession, args: argparse.Namespace) -> None:
         results[f"{name}_seconds"] = round(seconds, 1)
     results["skewed_over_spread_time"] = round(results["skewed_seconds"] / results["spread_seconds"], 2)
     print(json.dumps(results, indent=2))
-    name = "-".join(["skew", *([f"cap-{args.max_session_duration}"] if args.max_session_duration else []),
-                     *([f"bot-{args.bot_max_events_per_day}"] if args.bot_max_events_per_day else [])]) + ".json"
-    (args.workdir / name).write_text(json.dumps(results, indent=2) + "\n")
+    cap = f"-cap-{args.max_session_duration}" if args.max_session_duration else ""
+    bot = f"-bot-{args.bot_max_events_per_day}" if args.bot_max_events_per_day else ""
+    (args.workdir / f"skew{cap}{bot}.json").write_text(json.dumps(results, indent=2) + "\n")
 
 
 def _incremental(spark: SparkSession, args: argparse.Namespace) -> None:
