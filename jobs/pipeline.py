@@ -82,7 +82,7 @@ from jobs.runs import (
     processed_days,
     to_frame,
 )
-from jobs.sessionize import session_schema, sessionize
+from jobs.sessionize import session_marks, session_schema, to_sessions
 from jobs.validate import REASONS, to_quarantine, valid_events, with_bot_user_days, with_reject_reason
 from jobs.write import (
     append_run,
@@ -529,10 +529,11 @@ def _process(
         F.col("session_date").between(F.lit(local_day(lookback_start, timezone)), F.lit(first_day - timedelta(days=1)))
     )
     anchors = latest_sessions_before(lookback, lookback_start, first_instant)
-    new_sessions = sessionize(
-        valid_events(observed), rules.inactivity_timeout, rules.max_session_duration, segments, timezone,
+    marks = session_marks(
+        valid_events(observed), rules.inactivity_timeout, rules.max_session_duration, segments,
         resume_points(anchors, context_start, first_instant), dedup, is_own_row,
-    )
+    ).persist(StorageLevel.DISK_ONLY)  # read by each branch of to_sessions: the events' windows then run once
+    new_sessions = to_sessions(marks, rules.max_session_duration, segments, timezone)
     stored_from = stored.where(F.col("session_date") >= F.lit(first_day))
     old_run_sessions = stored_from.where(F.col("session_date") <= F.lit(last_day))
     later = stored_from.where(F.col("session_date") > F.lit(last_day))
@@ -575,6 +576,7 @@ def _process(
         updates.unpersist()
     finally:
         owned.unpersist()
+        marks.unpersist()
 
     # Not from `observed`: the read counts come from the sessionizing query alone. They are in once the sessions
     # are written; when they hold no rejected row, the run's quarantine is empty and its write only removes what

@@ -31,10 +31,6 @@ def session_schema(segments: tuple[str, ...]) -> str:
     return ", ".join([*(f"{name} {kind}" for name, kind in _SESSION_TYPES.items()), *(f"{s} string" for s in segments)])
 
 
-# Stands for "no next cut" in microsecond comparisons.
-_NO_CUT = 2**63 - 1
-
-
 def _micros(duration: timedelta) -> int:
     return round(duration.total_seconds() * 1_000_000)
 
@@ -61,8 +57,8 @@ def _first_copies(numbered_copies: DataFrame) -> DataFrame:
 
 
 def with_bursts(events: DataFrame, inactivity_timeout: timedelta, max_session_duration: timedelta) -> DataFrame:
-    """Add, running along each user's timeline: event_us, event_index (1, 2, ...), burst_number, burst_start_us,
-    is_new_burst, is_late and is_near_end.
+    """Add, running along each user's timeline: event_us, event_index (1, 2, ...), prev_us (the previous event's
+    event_us, null for the user's first), burst_number, burst_start_us, is_new_burst, is_late and is_near_end.
 
     A burst is a run of events with no gap over the timeout: a user's first event opens one, and a gap strictly
     longer than `inactivity_timeout` opens the next. An event is late when it comes `max_session_duration` or
@@ -95,98 +91,110 @@ def with_bursts(events: DataFrame, inactivity_timeout: timedelta, max_session_du
             }
         )
         .withColumns({"is_late": is_late, "is_near_end": ~is_late & (is_burst_end | next_is_late)})
-        .drop("prev_us", "next_us")
+        .drop("next_us")
     )
 
 
-def _with_burst_heads(marks: DataFrame, segments: tuple[str, ...]) -> DataFrame:
+def _with_burst_heads(marks: DataFrame) -> DataFrame:
     # Runs over the few marked rows only (burst openings, near ends, late events), still in timeline order: each
-    # row gets its burst's first event and, from the near end, the end and size of the burst's first session.
+    # row gets its burst's first event (its session_head) and that event's index.
     so_far = _user_timeline().rowsBetween(Window.unboundedPreceding, Window.currentRow)
 
-    def latest(is_mark: str, value: Column) -> Column:
-        return F.last(F.when(F.col(is_mark), value), ignorenulls=True).over(so_far)
+    def latest(value: Column) -> Column:
+        return F.last(F.when(F.col("is_new_burst"), value), ignorenulls=True).over(so_far)
 
-    return marks.withColumns(
-        {
-            "first_event": latest(
-                "is_new_burst",
-                F.struct(F.col("event_us"), F.col("event_id"), *[_segment_value(F.col(s)).alias(s) for s in segments]),
-            ),
-            "first_index": latest("is_new_burst", F.col("event_index")),
-            "last_us": latest("is_near_end", F.col("event_us")),
-            "last_index": latest("is_near_end", F.col("event_index")),
-        }
+    return marks.withColumns({"first_event": latest(F.col("session_head")), "first_index": latest(F.col("event_index"))})
+
+
+def _first_sessions(marks: DataFrame) -> DataFrame:
+    # A burst's first session runs from its first event to its near end: the event before the first cut, if any.
+    return marks.where(F.col("is_near_end")).select(
+        "user_id",
+        "first_event",
+        F.col("event_us").alias("last_us"),
+        (F.col("event_index") - F.col("first_index") + 1).alias("actions"),
     )
 
 
-def _late_session(late_events: Column, cut_us: Column, index: Column) -> Column:
-    # The late events from this cut up to the next one (the list is sorted by time, then event_id).
-    next_cut = F.coalesce(F.try_element_at(cut_us, index + 2), F.lit(_NO_CUT))
-    cut = F.element_at(cut_us, index + 1)
-    members = F.filter(late_events, lambda e: (e["event_us"] >= cut) & (e["event_us"] < next_cut))
-    return F.struct(
-        F.element_at(members, 1).alias("first_event"),
-        F.element_at(members, -1)["event_us"].alias("last_us"),
-        F.size(members).cast("long").alias("actions"),
+def _cuts(late_events: DataFrame, cap_us: int) -> DataFrame:
+    # One row per cut of a burst (user_id, burst_number, event_us: the cut's time), with the burst's last event.
+    # The rule is sequential, each cut deciding where the next may be, so it is a fold over the sorted times of
+    # the burst's late events. The fold holds only those times (8 bytes each), never the events themselves.
+    times = late_events.groupBy(
+        "user_id", "burst_number", F.col("first_event.event_us").alias("burst_start_us")
+    ).agg(
+        F.sort_array(F.collect_list("event_us")).alias("late_us"),
+        F.max("event_us").alias("burst_last_us"),
+        F.max("event_index").alias("burst_last_index"),
     )
-
-
-def to_sessions(
-    bursts: DataFrame, max_session_duration: timedelta, segments: tuple[str, ...], timezone: str
-) -> DataFrame:
-    """Events with burst columns -> one row per session; session_number is left for later.
-
-    A burst is one session unless it lasts `max_session_duration` or longer: a session that starts at s ends
-    before the first event at or after s + max_session_duration, which opens the next session. The events before
-    the first cut are summed up from their first and last rows; only late events (bots, mostly) are collected per
-    burst, and the cut points found by a fold over their sorted times.
-
-    session_id is a hash of the user and the session's first event id, so the same events give the same id.
-    Segment values come from the first event; null or blank is "unknown". session_date is the reporting-zone
-    date of session_start.
-    """
-    cap_us = _micros(max_session_duration)
-    # Field order makes struct comparison follow the timeline: time first, then event_id.
-    late_event = F.struct(
-        F.col("event_us"), F.col("event_id"), *[_segment_value(F.col(s)).alias(s) for s in segments]
-    )
-    # Every column but the late events is the same on all rows of a burst, so it is a grouping key.
-    per_burst = (
-        bursts
-        .where(F.col("is_new_burst") | F.col("is_near_end") | F.col("is_late"))
-        .transform(_with_burst_heads, segments)
-        .where(F.col("is_near_end") | F.col("is_late"))
-        .groupBy(
-            "user_id",
-            "burst_number",
-            "first_event",
-            "last_us",
-            (F.col("last_index") - F.col("first_index") + 1).alias("actions"),
-        )
-        .agg(F.array_sort(F.collect_list(F.when(F.col("is_late"), late_event))).alias("late_events"))
-    )
-    cut_us = F.aggregate(
-        F.transform("late_events", lambda e: e["event_us"]),
-        F.struct(F.col("first_event.event_us").alias("start_us"), F.array().cast("array<bigint>").alias("cuts")),
+    cuts = F.aggregate(
+        "late_us",
+        F.struct(F.col("burst_start_us").alias("start_us"), F.array().cast("array<bigint>").alias("cuts")),
         lambda acc, t: F.when(
             t >= acc["start_us"] + cap_us, F.struct(t.alias("start_us"), F.array_append(acc["cuts"], t).alias("cuts"))
         ).otherwise(acc),
         lambda acc: acc["cuts"],
     )
-    first_session = F.struct("first_event", "last_us", "actions")
-    late_sessions = F.transform(
-        F.sequence(F.lit(0), F.size("cut_us") - 1),
-        lambda index: _late_session(F.col("late_events"), F.col("cut_us"), index),
+    return times.select(
+        "user_id", "burst_number", "burst_last_us", "burst_last_index", F.explode(cuts).alias("event_us")
     )
-    all_sessions = F.when(F.size("cut_us") == 0, F.array(first_session)).otherwise(
-        F.concat(F.array(first_session), late_sessions)
+
+
+def _capped_sessions(late_events: DataFrame, cap_us: int) -> DataFrame:
+    # A capped session opens at its cut: the first late event at the cut's time (prev_us < event_us picks the
+    # first of several events at one instant), and ends with the event before the burst's next cut, or its last.
+    heads = late_events.where(F.col("prev_us") < F.col("event_us")).join(
+        _cuts(late_events, cap_us), on=["user_id", "burst_number", "event_us"]
     )
+    next_head = Window.partitionBy("user_id", "burst_number").orderBy("event_us")
+    return heads.select(
+        "user_id",
+        F.col("session_head").alias("first_event"),
+        F.coalesce(F.lead("prev_us").over(next_head), F.col("burst_last_us")).alias("last_us"),
+        (F.coalesce(F.lead("event_index").over(next_head), F.col("burst_last_index") + 1) - F.col("event_index"))
+        .alias("actions"),
+    )
+
+
+def _marked(bursts: DataFrame, segments: tuple[str, ...]) -> DataFrame:
+    # Keeps each burst's near end and its late events, with the burst's first event: all that decides sessions.
+    # Field order makes struct comparison follow the timeline: time first, then event_id.
+    session_head = F.struct(
+        F.col("event_us"), F.col("event_id"), *[_segment_value(F.col(s)).alias(s) for s in segments]
+    )
+    return (
+        bursts
+        .where(F.col("is_new_burst") | F.col("is_near_end") | F.col("is_late"))
+        .withColumn("session_head", session_head)
+        .transform(_with_burst_heads)
+        .where(F.col("is_near_end") | F.col("is_late"))
+        .select(
+            "user_id", "burst_number", "event_us", "event_index", "prev_us", "is_near_end", "is_late",
+            "session_head", "first_event", "first_index",
+        )
+    )
+
+
+def to_sessions(
+    marks: DataFrame, max_session_duration: timedelta, segments: tuple[str, ...], timezone: str
+) -> DataFrame:
+    """Session marks (see session_marks) -> one row per session; session_number is left for later.
+
+    A burst is one session unless it lasts `max_session_duration` or longer: a session that starts at s ends
+    before the first event at or after s + max_session_duration, which opens the next session. A burst's first
+    session is summed up from its first event and its near end; only late events (bots, mostly) go on to find the
+    cuts and the capped sessions between them. `marks` is read three times: persist it where it is costly.
+
+    session_id is a hash of the user and the session's first event id, so the same events give the same id.
+    Segment values come from the first event; null or blank is "unknown". session_date is the reporting-zone
+    date of session_start.
+    """
+    late_events = marks.where(F.col("is_late"))
     session_start = F.timestamp_micros(F.col("first_event.event_us"))
     return (
-        per_burst
-        .withColumn("cut_us", cut_us)
-        .select("user_id", F.inline(all_sessions))
+        marks
+        .transform(_first_sessions)
+        .unionByName(late_events.transform(_capped_sessions, _micros(max_session_duration)))
         .select(
             F.md5(F.to_json(F.struct("user_id", F.col("first_event.event_id").alias("event_id")))).alias("session_id"),
             "user_id",
@@ -219,17 +227,17 @@ def resume_at(events: DataFrame, resume_points: DataFrame) -> DataFrame:
     )
 
 
-def sessionize(
+def session_marks(
     valid_events: DataFrame,
     inactivity_timeout: timedelta,
     max_session_duration: timedelta,
     segments: tuple[str, ...],
-    timezone: str,
     resume_points: DataFrame | None = None,
     deduplication: Observation | None = None,
     counted: Column | None = None,
 ) -> DataFrame:
-    """Valid events in, one row per session out (SESSION_COLUMNS but session_number, then the segments).
+    """Valid events in, the few rows that decide the sessions out: each burst's near end and its late events (see
+    with_bursts), each with its burst's first event. to_sessions turns them into sessions.
 
     With `resume_points`, each user's events before their resume point are dropped after dedup (see resume_at).
     `deduplication`, if given, observes `kept` (events left after dedup) and `copies` (copies dropped) among the
@@ -252,5 +260,22 @@ def sessionize(
     return (
         deduplicated
         .transform(with_bursts, inactivity_timeout, max_session_duration)
-        .transform(to_sessions, max_session_duration, segments, timezone)
+        .transform(_marked, segments)
     )
+
+
+def sessionize(
+    valid_events: DataFrame,
+    inactivity_timeout: timedelta,
+    max_session_duration: timedelta,
+    segments: tuple[str, ...],
+    timezone: str,
+    resume_points: DataFrame | None = None,
+) -> DataFrame:
+    """Valid events in, one row per session out (SESSION_COLUMNS but session_number, then the segments).
+
+    session_marks then to_sessions, with nothing persisted: fine for small frames. The job persists the marks, which
+    to_sessions reads three times.
+    """
+    marks = session_marks(valid_events, inactivity_timeout, max_session_duration, segments, resume_points)
+    return to_sessions(marks, max_session_duration, segments, timezone)

@@ -1,11 +1,16 @@
 import hashlib
-from datetime import date, timedelta
+import os
+import random
+from datetime import date, datetime, timedelta
 
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 from pyspark.sql import Row
 from pyspark.testing import assertDataFrameEqual
 
 from jobs.sessionize import (
     drop_duplicate_events,
+    session_marks,
     sessionize,
     with_bursts,
 )
@@ -175,6 +180,55 @@ def test_the_cap_applies_to_each_burst_of_a_user_separately(spark):
     )
 
 
+def reference_sessions(timeline, timeout, cap):
+    """The session rules, one event at a time: (start, end, actions, first event id) of each session of one user's
+    timeline [(time, event_id)]. An event opens a session after a gap over the timeout, or at or after its
+    session's start plus the cap; it is ordered by time, then event_id."""
+    sessions = []
+    for time, event_id in sorted(timeline):
+        if sessions and time - sessions[-1][1] <= timeout and time - sessions[-1][0] < cap:
+            start, _, actions, first = sessions[-1]
+            sessions[-1] = (start, time, actions + 1, first)
+        else:
+            sessions.append((time, time, 1, event_id))
+    return sessions
+
+
+def random_timeline(rng, user):
+    # Ordinary users, and bots that rarely pause: long bursts that the cap cuts, sometimes several times, with
+    # gaps around the timeout and the cap, and ties.
+    gaps = rng.choice([(0, 1, 10, 29, 30, 31, 59, 60, 61, 120), (0, 1, 2, 5, 10, 20, 30), (0, 29, 30, 31)])
+    time, timeline = datetime(2026, 11, 2) + timedelta(minutes=rng.randrange(600)), []
+    for n in rng.sample(range(1000), rng.randint(1, 60)):
+        timeline.append((time, f"e{n:03d}"))
+        time += timedelta(minutes=rng.choice(gaps))
+    return timeline
+
+
+@settings(
+    max_examples=int(os.environ.get("SESSIONLAKE_PROPERTY_EXAMPLES", "3")),
+    deadline=None,
+    derandomize=os.environ.get("HYPOTHESIS_RANDOM") != "1",
+    suppress_health_check=list(HealthCheck),
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],  # a smaller seed is not a simpler timeline
+)
+@given(seed=st.integers(0, 2**32 - 1), cap_minutes=st.sampled_from([30, 45, 60, 90, 180]))
+def test_sessions_follow_the_rules_one_event_at_a_time(spark, seed, cap_minutes):
+    rng, cap = random.Random(seed), timedelta(minutes=cap_minutes)
+    timelines = {f"u{n}": random_timeline(rng, f"u{n}") for n in range(40)}
+    frame = events(spark, *[(user, event_id, time.isoformat()) for user, t in timelines.items() for time, event_id in t])
+
+    sessions = sessionize(frame, THIRTY_MINUTES, cap, SEGMENTS, "UTC")
+
+    expected = [
+        Row(session_id=hashlib.md5(f'{{"user_id":"{user}","event_id":"{first}"}}'.encode()).hexdigest(), user_id=user,
+            session_start=start, session_end=end, actions=actions)
+        for user, timeline in timelines.items()
+        for start, end, actions, first in reference_sessions(timeline, THIRTY_MINUTES, cap)
+    ]
+    assertDataFrameEqual(sessions.select("session_id", "user_id", "session_start", "session_end", "actions"), expected)
+
+
 def test_duplicate_events_count_once_keeping_the_earliest_copy(spark):
     deduplicated = drop_duplicate_events(
         events(
@@ -309,11 +363,15 @@ def test_reporting_days_follow_daylight_saving_time(spark):
     )
 
 
-def test_sessionizing_shuffles_the_events_once_by_user(spark):
-    sessions = run(spark, ("u1", "e1", "2026-11-02T10:00:00"), ("u1", "e2", "2026-11-02T10:10:00"))
+def test_marking_sessions_shuffles_the_events_once_by_user(spark):
+    marks = session_marks(
+        events(spark, ("u1", "e1", "2026-11-02T10:00:00"), ("u1", "e2", "2026-11-02T10:10:00")),
+        THIRTY_MINUTES, ONE_DAY, SEGMENTS,
+    )
 
-    plan = sessions._jdf.queryExecution().executedPlan().toString()
+    plan = marks._jdf.queryExecution().executedPlan().toString()
 
-    # Dedup, the timeline windows and the grouping into sessions all reuse the one partitioning by user_id.
+    # Dedup, the timeline windows and the burst heads all reuse the one partitioning by user_id; to_sessions then
+    # reads only the marks.
     assert plan.count("Exchange hashpartitioning(user_id") == 1
     assert plan.count("Exchange") == 1
