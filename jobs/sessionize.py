@@ -118,14 +118,26 @@ def _first_sessions(marks: DataFrame) -> DataFrame:
 
 def _cuts(late_events: DataFrame, cap_us: int) -> DataFrame:
     # One row per cut of a burst (user_id, burst_number, event_us: the cut's time), with the burst's last event.
-    # The rule is sequential, each cut deciding where the next may be, so it is a fold over the sorted times of
-    # the burst's late events. The fold holds only those times (8 bytes each), never the events themselves.
-    times = late_events.groupBy(
-        "user_id", "burst_number", F.col("first_event.event_us").alias("burst_start_us")
-    ).agg(
-        F.sort_array(F.collect_list("event_us")).alias("late_us"),
-        F.max("event_us").alias("burst_last_us"),
-        F.max("event_index").alias("burst_last_index"),
+    # The rule is sequential, each cut deciding where the next may be, so it is a fold over sorted times, gathered
+    # per burst in one task. Only the times of possible cuts are gathered. With g the longest gap before any of the
+    # burst's late events, each cut comes less than g after its session's start + cap, so the k-th cut lies in
+    # [start + k x cap, start + k x (cap + g)); a late event in none of these spans cannot be a cut. For a bot
+    # that sends at a steady pace, g is tiny and so are the spans.
+    burst = Window.partitionBy("user_id", "burst_number")
+    after_start_us = F.col("event_us") - F.col("burst_start_us")
+    most_cuts_before = F.floor(after_start_us / cap_us)  # exact: microseconds stay far below 2^53
+    times = (
+        late_events
+        .withColumns(
+            {
+                "longest_gap_us": F.max(F.col("event_us") - F.col("prev_us")).over(burst),
+                "burst_last_us": F.max("event_us").over(burst),
+                "burst_last_index": F.max("event_index").over(burst),
+            }
+        )
+        .where(most_cuts_before * (cap_us + F.col("longest_gap_us")) >= after_start_us)
+        .groupBy("user_id", "burst_number", "burst_start_us", "burst_last_us", "burst_last_index")
+        .agg(F.sort_array(F.collect_list("event_us")).alias("late_us"))
     )
     cuts = F.aggregate(
         "late_us",
@@ -169,8 +181,12 @@ def _marked(bursts: DataFrame, segments: tuple[str, ...]) -> DataFrame:
         .transform(_with_burst_heads)
         .where(F.col("is_near_end") | F.col("is_late"))
         .select(
-            "user_id", "burst_number", "event_us", "event_index", "prev_us", "is_near_end", "is_late",
-            "session_head", "first_event", "first_index",
+            "user_id", "burst_number", "burst_start_us", "event_us", "event_index", "prev_us", "is_near_end",
+            "is_late",
+            # Each row keeps only the event it may open a session with, so the job stores less.
+            F.when(F.col("is_near_end"), F.col("first_event")).alias("first_event"),
+            F.when(F.col("is_late"), F.col("session_head")).alias("session_head"),
+            "first_index",
         )
     )
 
