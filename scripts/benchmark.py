@@ -18,8 +18,8 @@ seconds, events/second, peak memory, ratio to sessionlake) and writes --workdir/
 
 measures skew instead: sessionlake on the --events events plus one user sending --skew events in one day (a bot
 never pausing), against the same total volume spread over ordinary users; writes --workdir/skew.json. With
---max-session-duration 1h, the heavy user's day is cut into 24 capped sessions: the costly case, where its events
-after the first cap are gathered into one list to find the cuts (writes --workdir/skew-cap-1h.json).
+--max-session-duration 1h, the heavy user's day is cut into 24 capped sessions: the costly case, where the times
+of its possible cuts are gathered into one list to find them (writes --workdir/skew-cap-1h.json).
 
     .venv/bin/python scripts/benchmark.py --events 6000000 --incremental 60
 
