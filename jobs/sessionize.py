@@ -1,4 +1,5 @@
-"""Valid events -> one row per session (SESSION_COLUMNS), by window functions over each user's timeline."""
+"""Valid events -> one row per session (SESSION_COLUMNS): window functions over each user's timeline mark the rows
+that decide sessions, and a fold over the few possible cut times finds where the cap cuts long bursts."""
 
 from __future__ import annotations
 
@@ -96,8 +97,8 @@ def with_bursts(events: DataFrame, inactivity_timeout: timedelta, max_session_du
 
 
 def _with_burst_heads(marks: DataFrame) -> DataFrame:
-    # Runs over the few marked rows only (burst openings, near ends, late events), still in timeline order: each
-    # row gets its burst's first event (its session_head) and that event's index.
+    # Runs over the marked rows only (burst openings, near ends, late events), still in timeline order: each row
+    # gets its burst's first event (the session_head column its caller built, on the opening row) and its index.
     so_far = _user_timeline().rowsBetween(Window.unboundedPreceding, Window.currentRow)
 
     def latest(value: Column) -> Column:
@@ -121,11 +122,13 @@ def _cuts(late_events: DataFrame, cap_us: int) -> DataFrame:
     # The rule is sequential, each cut deciding where the next may be, so it is a fold over sorted times, gathered
     # per burst in one task. Only the times of possible cuts are gathered. With g the longest gap before any of the
     # burst's late events, each cut comes less than g after its session's start + cap, so the k-th cut lies in
-    # [start + k x cap, start + k x (cap + g)); a late event in none of these spans cannot be a cut. For a bot
-    # that sends at a steady pace, g is tiny and so are the spans.
+    # [start + k x cap, start + k x (cap + g)); a late event in none of these spans cannot be a cut, and the
+    # fold's state changes only at cuts, so leaving such events out changes nothing. For a bot that sends at a
+    # steady pace, g is tiny and so are the spans. The filter keeps the spans' upper ends too: harmless.
     burst = Window.partitionBy("user_id", "burst_number")
     after_start_us = F.col("event_us") - F.col("burst_start_us")
-    most_cuts_before = F.floor(after_start_us / cap_us)  # exact: microseconds stay far below 2^53
+    # A rounding error in the division could only make this larger and keep more times (none below 2^53 us).
+    most_cuts_before = F.floor(after_start_us / cap_us)
     times = (
         late_events
         .withColumns(
@@ -156,7 +159,7 @@ def _capped_sessions(late_events: DataFrame, cap_us: int) -> DataFrame:
     # A capped session opens at its cut: the first late event at the cut's time (prev_us < event_us picks the
     # first of several events at one instant), and ends with the event before the burst's next cut, or its last.
     heads = late_events.where(F.col("prev_us") < F.col("event_us")).join(
-        _cuts(late_events, cap_us), on=["user_id", "burst_number", "event_us"]
+        _cuts(late_events, cap_us), on=["user_id", "burst_number", "event_us"], how="inner"
     )
     next_head = Window.partitionBy("user_id", "burst_number").orderBy("event_us")
     return heads.select(
@@ -169,7 +172,7 @@ def _capped_sessions(late_events: DataFrame, cap_us: int) -> DataFrame:
 
 
 def _marked(bursts: DataFrame, segments: tuple[str, ...]) -> DataFrame:
-    # Keeps each burst's near end and its late events, with the burst's first event: all that decides sessions.
+    # Keeps each burst's near end and its late events: all that decides sessions (columns: see session_marks).
     # Field order makes struct comparison follow the timeline: time first, then event_id.
     session_head = F.struct(
         F.col("event_us"), F.col("event_id"), *[_segment_value(F.col(s)).alias(s) for s in segments]
@@ -183,10 +186,10 @@ def _marked(bursts: DataFrame, segments: tuple[str, ...]) -> DataFrame:
         .select(
             "user_id", "burst_number", "burst_start_us", "event_us", "event_index", "prev_us", "is_near_end",
             "is_late",
-            # Each row keeps only the event it may open a session with, so the job stores less.
+            # Each row keeps only what its kind needs, so the job stores less.
             F.when(F.col("is_near_end"), F.col("first_event")).alias("first_event"),
+            F.when(F.col("is_near_end"), F.col("first_index")).alias("first_index"),
             F.when(F.col("is_late"), F.col("session_head")).alias("session_head"),
-            "first_index",
         )
     )
 
@@ -252,8 +255,11 @@ def session_marks(
     deduplication: Observation | None = None,
     counted: Column | None = None,
 ) -> DataFrame:
-    """Valid events in, the few rows that decide the sessions out: each burst's near end and its late events (see
-    with_bursts), each with its burst's first event. to_sessions turns them into sessions.
+    """Valid events in, the rows that decide the sessions out, which to_sessions turns into sessions: each burst's
+    near end (about one row per session) and its late events (few, but every event of a bot past the cap; see
+    with_bursts). Columns: user_id, burst_number, burst_start_us, event_us, event_index, prev_us, is_near_end,
+    is_late; on near ends, first_event (the burst's first event: event_us, event_id, segments) and first_index; on
+    late events, session_head (the event itself, in the same struct).
 
     With `resume_points`, each user's events before their resume point are dropped after dedup (see resume_at).
     `deduplication`, if given, observes `kept` (events left after dedup) and `copies` (copies dropped) among the
