@@ -131,6 +131,7 @@ def _cuts(late_events: DataFrame, cap_us: int) -> DataFrame:
     most_cuts_before = F.floor(after_start_us / cap_us)
     times = (
         late_events
+        # Over all the burst's late events, before the filter: its last event need not be a possible cut.
         .withColumns(
             {
                 "longest_gap_us": F.max(F.col("event_us") - F.col("prev_us")).over(burst),

@@ -191,7 +191,7 @@ def reference_sessions(timeline, timeout, cap):
             start, _, actions, first, first_platform = sessions[-1]
             sessions[-1] = (start, time, actions + 1, first, first_platform)
         else:
-            sessions.append((time, time, 1, event_id, platform.strip() and platform or "unknown"))
+            sessions.append((time, time, 1, event_id, platform if platform.strip() else "unknown"))
     return sessions
 
 
