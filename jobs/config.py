@@ -50,6 +50,12 @@ def _check_column_name(name: str) -> str:
     return name
 
 
+def _check_event_name(name: str) -> str:
+    if not name.strip():
+        raise ValueError("an event name cannot be blank")
+    return name
+
+
 def _name_check(parts: str, described: str):
     pattern = re.compile(rf"^{_NAME_PART}(\.{_NAME_PART}){{{parts}}}$")
 
@@ -68,6 +74,7 @@ class TableName(str):
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 TimeZoneName = Annotated[str, AfterValidator(_check_timezone)]
 ColumnName = Annotated[str, AfterValidator(_check_column_name)]
+EventName = Annotated[str, AfterValidator(_check_event_name)]
 # A schema (database) in the session's catalog, or catalog.schema; a table as schema.table or catalog.schema.table.
 SchemaName = Annotated[str, AfterValidator(_name_check("0,1", "a schema name: schema or catalog.schema"))]
 QualifiedTableName = Annotated[
@@ -127,9 +134,16 @@ class InputSpec(_Frozen):
         return self.table if self.table is not None else self.path
 
 
+def _distinct_names(names: tuple[str, ...], key: str) -> None:
+    if len(set(names)) != len(names):
+        raise ValueError(f"{key}: an event name is listed twice")
+
+
 class Sessionization(_Frozen):
     inactivity_timeout: Duration = timedelta(minutes=30)
     max_session_duration: Duration = timedelta(hours=24)
+    # Events that are not user actions (heartbeats, pushes received): they never open, extend or count in a session.
+    non_interactive_events: tuple[EventName, ...] = ()
 
     @model_validator(mode="after")
     def _timeout_within_cap(self) -> Sessionization:
@@ -137,6 +151,7 @@ class Sessionization(_Frozen):
             raise ValueError("inactivity_timeout must be above 0")
         if self.max_session_duration < self.inactivity_timeout:
             raise ValueError("inactivity_timeout must be at most max_session_duration")
+        _distinct_names(self.non_interactive_events, "non_interactive_events")
         return self
 
 
@@ -173,11 +188,39 @@ class Reporting(_Frozen):
         return self
 
 
+class Engagement(_Frozen):
+    """A session is engaged when it lasts at least min_duration, has at least min_actions actions, or converts."""
+
+    min_duration: Duration = timedelta(seconds=10)
+    min_actions: Annotated[int, Field(ge=1)] = 2
+
+    @model_validator(mode="after")
+    def _duration_not_negative(self) -> Engagement:
+        if self.min_duration < timedelta(0):
+            raise ValueError("min_duration must be 0s or more")
+        return self
+
+
+class Metrics(_Frozen):
+    # Events that reach a goal (a purchase, a signup): a session with one converts.
+    conversion_events: tuple[EventName, ...] = ()
+    engagement: Engagement = Engagement()
+    # The action_kpis table keeps, per period and segment value, this many event names by actions; the rest are
+    # summed into one row named (other).
+    max_action_names: Annotated[int, Field(ge=1)] = 500
+
+    @model_validator(mode="after")
+    def _names_listed_once(self) -> Metrics:
+        _distinct_names(self.conversion_events, "conversion_events")
+        return self
+
+
 class Table(StrEnum):
     """The Delta tables a run writes under output.path."""
 
     SESSIONS = "sessions"
     KPIS = "kpis"
+    ACTION_KPIS = "action_kpis"
     USERS = "users"
     QUARANTINE = "quarantine"
     RUNS = "runs"
@@ -213,6 +256,7 @@ class JobConfig(_Frozen):
     sessionization: Sessionization = Sessionization()
     validation: Validation = Validation()
     reporting: Reporting = Reporting()
+    metrics: Metrics = Metrics()
     output: OutputSpec
 
     @model_validator(mode="after")
@@ -221,6 +265,10 @@ class JobConfig(_Frozen):
         clashing = sorted(event_columns.intersection(self.reporting.segments))
         if clashing:
             raise ValueError(f"reporting.segments: {', '.join(clashing)} is an event column, not a segment")
+        both = sorted(set(self.metrics.conversion_events) & set(self.sessionization.non_interactive_events))
+        if both:
+            raise ValueError(f"{', '.join(both)}: an event cannot be both a conversion (metrics.conversion_events) "
+                             "and non-interactive (sessionization.non_interactive_events)")
         return self
 
 

@@ -13,6 +13,7 @@ from jobs.read import MALFORMED_ROW, READ_PROBLEM, SOURCE_ROW, WRONG_TYPE
 # Reason codes stored in quarantine.reject_reason; a row gets the first one it breaks, in this order.
 MISSING_USER_ID = "missing_user_id"
 MISSING_EVENT_ID = "missing_event_id"
+MISSING_EVENT_NAME = "missing_event_name"
 MISSING_EVENT_TS = "missing_event_ts"
 UNPARSEABLE_EVENT_TS = "unparseable_event_ts"
 MISSING_EVENT_DATE = "missing_event_date"
@@ -23,6 +24,7 @@ REASONS = (
     WRONG_TYPE,
     MISSING_USER_ID,
     MISSING_EVENT_ID,
+    MISSING_EVENT_NAME,
     MISSING_EVENT_TS,
     UNPARSEABLE_EVENT_TS,
     MISSING_EVENT_DATE,
@@ -53,7 +55,8 @@ def _is_blank(column: str) -> Column:
 def with_reject_reason(events: DataFrame, partition_tolerance: timedelta = timedelta(0)) -> DataFrame:
     """Parse event_ts into an instant and add reject_reason: null for a usable event, else the first rule broken.
 
-    A row needs to have been read whole with the right types (read_problem), a user id, an event id, an event_ts
+    A row needs to have been read whole with the right types (read_problem), a user id, an event id, an event
+    name (the action it counts as), an event_ts
     that is a timestamp or parseable ISO-8601 text, and a partition date (event_date) whose UTC day holds that
     event_ts, give or take `partition_tolerance`: a run reads partitions by date, so an event filed under a date
     far from its time would be missed by the run its session belongs to (and epoch-zero or far-future times are
@@ -70,6 +73,7 @@ def with_reject_reason(events: DataFrame, partition_tolerance: timedelta = timed
         F.when(F.col(READ_PROBLEM).isNotNull(), F.col(READ_PROBLEM))
         .when(_is_blank("user_id"), F.lit(MISSING_USER_ID))
         .when(_is_blank("event_id"), F.lit(MISSING_EVENT_ID))
+        .when(_is_blank("event_name"), F.lit(MISSING_EVENT_NAME))
         .when(_is_blank("event_ts"), F.lit(MISSING_EVENT_TS))
         .when(parsed_ts.isNull(), F.lit(UNPARSEABLE_EVENT_TS))
         .when(F.col("event_date").isNull(), F.lit(MISSING_EVENT_DATE))

@@ -48,6 +48,22 @@ def test_defaults_apply_to_every_optional_key(tmp_path):
     assert config.reporting.segments == ("platform", "country")
 
 
+def test_engagement_metrics_default_to_no_conversions_no_non_interactive_events_10s_or_2_actions(tmp_path):
+    config = load_config(write(tmp_path, MINIMAL))
+
+    assert config.sessionization.non_interactive_events == ()
+    assert config.metrics.conversion_events == ()
+    assert config.metrics.engagement.min_duration == timedelta(seconds=10)
+    assert config.metrics.engagement.min_actions == 2
+    assert config.metrics.max_action_names == 500
+
+
+def test_an_event_cannot_be_both_a_conversion_and_non_interactive(tmp_path):
+    text = MINIMAL + "sessionization: {non_interactive_events: [ping, buy]}\nmetrics: {conversion_events: [buy]}\n"
+    with pytest.raises(ConfigError, match="buy: an event cannot be both a conversion"):
+        load_config(write(tmp_path, text))
+
+
 def test_the_shipped_config_is_valid():
     config = load_config(Path(__file__).parent.parent / "conf" / "sessionlake.yaml")
 
@@ -135,6 +151,12 @@ def test_the_config_is_frozen(tmp_path):
         ("validation: {partition_tolerance: 2}", r"validation\.partition_tolerance: invalid duration 2"),
         ("validation: {bot_max_events_per_day: 0}", r"validation\.bot_max_events_per_day: Input should be greater than 0"),
         ("validation: {require_every_day: perhaps}", r"validation\.require_every_day: Input should be a valid boolean"),
+        ("metrics: {engagement: {min_duration: 10}}", r"metrics\.engagement\.min_duration: invalid duration 10"),
+        ("metrics: {engagement: {min_actions: 0}}", r"metrics\.engagement\.min_actions: Input should be greater than"),
+        ("metrics: {max_action_names: 0}", r"metrics\.max_action_names: Input should be greater than or equal to 1"),
+        ("metrics: {conversion_events: [' ']}", r"metrics\.conversion_events\.0: an event name cannot be blank"),
+        ("metrics: {conversion_events: [buy, buy]}", r"metrics: conversion_events: an event name is listed twice"),
+        ("sessionization: {non_interactive_events: ping}", r"sessionization\.non_interactive_events: Input should be"),
     ],
 )
 def test_a_value_of_the_wrong_type_or_range_is_an_error_naming_the_key(tmp_path, section, message):

@@ -47,6 +47,17 @@ def test_a_row_without_event_id_is_rejected(spark):
     assert checked(spark, rows).first()["reject_reason"] == "missing_event_id"
 
 
+def test_a_row_without_event_name_is_rejected_after_the_ids(spark):
+    rows = [("u1", "e1", None, "2026-11-02T10:00:00Z", DAY), ("u1", "e2", " ", "2026-11-02T10:00:00Z", DAY),
+            ("u1", None, None, "2026-11-02T10:00:00Z", DAY)]
+
+    assertDataFrameEqual(
+        reasons(checked(spark, rows)),
+        [Row(event_id="e1", reject_reason="missing_event_name"), Row(event_id="e2", reject_reason="missing_event_name"),
+         Row(event_id=None, reject_reason="missing_event_id")],
+    )
+
+
 def test_a_missing_timestamp_and_an_unparseable_one_get_their_own_reasons(spark):
     rows = [
         ("u1", "e1", "view", None, DAY),
