@@ -1,5 +1,6 @@
-"""Valid events -> one row per session (SESSION_COLUMNS): window functions over each user's timeline mark the rows
-that decide sessions, and a fold over the few possible cut times finds where the cap cuts long bursts."""
+"""Valid events -> one row per session (SESSION_COLUMNS): window functions over each user's timeline find the
+bursts, the events are summed up by piece and event name, and a fold over the few possible cut times finds where
+the cap cuts long bursts."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from datetime import timedelta
 from pyspark.sql import Column, DataFrame, Observation, Window, WindowSpec
 from pyspark.sql import functions as F
 
+from jobs.config import Engagement
 from jobs.dates import local_date
 
 # A segment value that is null or blank on a session's first event.
@@ -23,6 +25,13 @@ _SESSION_TYPES = {
     "actions": "long",
     "session_number": "long",
     "session_date": "date",
+    "is_bounce": "boolean",
+    "is_engaged": "boolean",
+    "conversions": "long",
+    "converted": "boolean",
+    "first_conversion_ts": "timestamp",
+    "actions_to_conversion": "long",
+    "action_counts": "map<string, bigint>",
 }
 SESSION_COLUMNS = tuple(_SESSION_TYPES)
 
@@ -59,30 +68,21 @@ def _first_copies(numbered_copies: DataFrame) -> DataFrame:
 
 def with_bursts(events: DataFrame, inactivity_timeout: timedelta, max_session_duration: timedelta) -> DataFrame:
     """Add, running along each user's timeline: event_us, event_index (1, 2, ...), prev_us (the previous event's
-    event_us, null for the user's first), burst_number, burst_start_us, is_new_burst, is_late and is_near_end.
+    event_us, null for the user's first), burst_number, burst_start_us, is_new_burst and is_late.
 
     A burst is a run of events with no gap over the timeout: a user's first event opens one, and a gap strictly
     longer than `inactivity_timeout` opens the next. An event is late when it comes `max_session_duration` or
-    more after its burst's start (only late events can belong to a later, capped session); is_near_end marks a
-    burst's last event that is not late.
+    more after its burst's start: a burst's events before that form its first session, and only late events (bots,
+    mostly) can belong to a later, capped one.
     """
     timeline = _user_timeline()
     so_far = timeline.rowsBetween(Window.unboundedPreceding, Window.currentRow)
     timeout_us, cap_us = _micros(inactivity_timeout), _micros(max_session_duration)
-    event_us, prev_us, next_us = F.col("event_us"), F.col("prev_us"), F.col("next_us")
-    is_burst_end = next_us.isNull() | (next_us - event_us > timeout_us)
-    is_late = event_us - F.col("burst_start_us") >= cap_us
-    next_is_late = ~is_burst_end & (next_us - F.col("burst_start_us") >= cap_us)
+    event_us, prev_us = F.col("event_us"), F.col("prev_us")
     return (
         events
         .withColumn("event_us", F.unix_micros("event_ts"))
-        .withColumns(
-            {
-                "event_index": F.row_number().over(timeline),
-                "prev_us": F.lag("event_us").over(timeline),
-                "next_us": F.lead("event_us").over(timeline),
-            }
-        )
+        .withColumns({"event_index": F.row_number().over(timeline), "prev_us": F.lag("event_us").over(timeline)})
         .withColumn("is_new_burst", prev_us.isNull() | (event_us - prev_us > timeout_us))
         .withColumns(
             {
@@ -91,34 +91,58 @@ def with_bursts(events: DataFrame, inactivity_timeout: timedelta, max_session_du
                 "burst_start_us": F.max(F.when(F.col("is_new_burst"), event_us)).over(so_far),
             }
         )
-        .withColumns({"is_late": is_late, "is_near_end": ~is_late & (is_burst_end | next_is_late)})
-        .drop("next_us")
+        .withColumn("is_late", event_us - F.col("burst_start_us") >= cap_us)
     )
 
 
-def _with_burst_heads(marks: DataFrame) -> DataFrame:
-    # Runs over the marked rows only (burst openings, near ends, late events), still in timeline order: each row
-    # gets its burst's first event (the session_head column its caller built, on the opening row) and its index.
+def _marked(bursts: DataFrame, segments: tuple[str, ...]) -> DataFrame:
+    # Sums the events up by piece and event name (columns: see session_marks). A piece is what one session is made
+    # of: a burst's events before the cap (piece_index 0: its first session), or one late event (piece_index: its
+    # event_index). Grouping keeps the events' partitioning by user_id, so it adds no shuffle; its sums are all
+    # longs, so Spark hashes them rather than sorting the events.
+    # Field order makes struct comparison follow the timeline: time first, then event_id.
+    event = F.struct(F.col("event_us"), F.col("event_id"), *[_segment_value(F.col(s)).alias(s) for s in segments])
     so_far = _user_timeline().rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    burst_head = F.last(F.when(F.col("is_new_burst"), event), ignorenulls=True).over(so_far)
+    is_late = F.col("is_late")
+    return (
+        bursts
+        .select(
+            "user_id", "burst_number", "burst_start_us", "event_name", "event_us", "event_index",
+            F.when(is_late, F.col("event_index")).otherwise(F.lit(0)).alias("piece_index"),
+            F.when(is_late, event).otherwise(burst_head).alias("first_event"),
+            F.when(is_late, F.col("prev_us")).alias("prev_us"),
+        )
+        .groupBy("user_id", "burst_number", "burst_start_us", "piece_index", "first_event", "event_name")
+        .agg(
+            F.count(F.lit(1)).alias("name_actions"),
+            F.min("event_us").alias("name_first_us"),
+            F.min("event_index").alias("name_first_index"),
+            F.max("event_us").alias("last_us"),
+            F.max("prev_us").alias("prev_us"),
+        )
+    )
 
-    def latest(value: Column) -> Column:
-        return F.last(F.when(F.col("is_new_burst"), value), ignorenulls=True).over(so_far)
 
-    return marks.withColumns({"first_event": latest(F.col("session_head")), "first_index": latest(F.col("event_index"))})
-
-
-def _first_sessions(marks: DataFrame) -> DataFrame:
-    # A burst's first session runs from its first event to its near end: the event before the first cut, if any.
-    return marks.where(F.col("is_near_end")).select(
-        "user_id",
-        "first_event",
-        F.col("event_us").alias("last_us"),
-        (F.col("event_index") - F.col("first_index") + 1).alias("actions"),
+def _summed(pieces: DataFrame, conversion_events: tuple[str, ...]) -> DataFrame:
+    # Rows of one session per session_key (user_id, burst_number, session_key), at most one per event name -> one
+    # row per session: its first event, last time, actions, conversions and first conversion, and action counts.
+    is_conversion = F.col("event_name").isin(*conversion_events) if conversion_events else F.lit(False)
+    first_of_name = F.struct(F.col("name_first_us").alias("event_us"), F.col("name_first_index").alias("event_index"))
+    return pieces.groupBy("user_id", "burst_number", "session_key").agg(
+        F.min("first_event").alias("first_event"),
+        F.max("last_us").alias("last_us"),
+        F.sum("name_actions").alias("actions"),
+        F.min("name_first_index").alias("first_index"),
+        F.coalesce(F.sum(F.when(is_conversion, F.col("name_actions"))), F.lit(0)).alias("conversions"),
+        F.min(F.when(is_conversion, first_of_name)).alias("first_conversion"),
+        # Sorted by name, so the same events always give the same map.
+        F.map_from_entries(F.array_sort(F.collect_list(F.struct("event_name", "name_actions")))).alias("action_counts"),
     )
 
 
 def _cuts(late_events: DataFrame, cap_us: int) -> DataFrame:
-    # One row per cut of a burst (user_id, burst_number, event_us: the cut's time), with the burst's last event.
+    # One row per cut of a burst (user_id, burst_number, cut_us: the cut's time).
     # The rule is sequential, each cut deciding where the next may be, so it is a fold over sorted times, gathered
     # per burst in one task. Only the times of possible cuts are gathered. With g the longest gap before any of the
     # burst's late events, each cut comes less than g after its session's start + cap, so the k-th cut lies in
@@ -131,16 +155,9 @@ def _cuts(late_events: DataFrame, cap_us: int) -> DataFrame:
     most_cuts_before = F.floor(after_start_us / cap_us)
     times = (
         late_events
-        # Over all the burst's late events, before the filter: its last event need not be a possible cut.
-        .withColumns(
-            {
-                "longest_gap_us": F.max(F.col("event_us") - F.col("prev_us")).over(burst),
-                "burst_last_us": F.max("event_us").over(burst),
-                "burst_last_index": F.max("event_index").over(burst),
-            }
-        )
+        .withColumn("longest_gap_us", F.max(F.col("event_us") - F.col("prev_us")).over(burst))
         .where(most_cuts_before * (cap_us + F.col("longest_gap_us")) >= after_start_us)
-        .groupBy("user_id", "burst_number", "burst_start_us", "burst_last_us", "burst_last_index")
+        .groupBy("user_id", "burst_number", "burst_start_us")
         .agg(F.sort_array(F.collect_list("event_us")).alias("late_us"))
     )
     cuts = F.aggregate(
@@ -151,78 +168,87 @@ def _cuts(late_events: DataFrame, cap_us: int) -> DataFrame:
         ).otherwise(acc),
         lambda acc: acc["cuts"],
     )
-    return times.select(
-        "user_id", "burst_number", "burst_last_us", "burst_last_index", F.explode(cuts).alias("event_us")
-    )
+    return times.select("user_id", "burst_number", F.explode(cuts).alias("cut_us"))
 
 
-def _capped_sessions(late_events: DataFrame, cap_us: int) -> DataFrame:
-    # A capped session opens at its cut: the first late event at the cut's time (prev_us < event_us picks the
-    # first of several events at one instant), and ends with the event before the burst's next cut, or its last.
-    heads = late_events.where(F.col("prev_us") < F.col("event_us")).join(
-        _cuts(late_events, cap_us), on=["user_id", "burst_number", "event_us"], how="inner"
-    )
-    next_head = Window.partitionBy("user_id", "burst_number").orderBy("event_us")
-    return heads.select(
-        "user_id",
-        F.col("session_head").alias("first_event"),
-        F.coalesce(F.lead("prev_us").over(next_head), F.col("burst_last_us")).alias("last_us"),
-        (F.coalesce(F.lead("event_index").over(next_head), F.col("burst_last_index") + 1) - F.col("event_index"))
-        .alias("actions"),
-    )
-
-
-def _marked(bursts: DataFrame, segments: tuple[str, ...]) -> DataFrame:
-    # Keeps each burst's near end and its late events: all that decides sessions (columns: see session_marks).
-    # Field order makes struct comparison follow the timeline: time first, then event_id.
-    session_head = F.struct(
-        F.col("event_us"), F.col("event_id"), *[_segment_value(F.col(s)).alias(s) for s in segments]
-    )
+def _capped_pieces(late_pieces: DataFrame, cap_us: int) -> DataFrame:
+    # Late events (one piece each) -> the same rows keyed by the capped session they belong to (session_key: its
+    # cut's time), one per session and event name. A capped session opens at its cut and holds every late event of
+    # the burst from there to the next cut; events at the cut's instant belong to it, the first by the timeline
+    # (the least first_event) opening it.
+    late_events = late_pieces.withColumns({"event_us": F.col("name_first_us"), "cut_us": F.lit(None).cast("long")})
+    cut_rows = _cuts(late_events, cap_us).withColumn("event_us", F.col("cut_us"))
+    # A cut sorts before the events at its instant (its piece_index is null), so each event finds its own cut.
+    timeline = Window.partitionBy("user_id", "burst_number").orderBy(
+        "event_us", F.col("piece_index").asc_nulls_first()
+    ).rowsBetween(Window.unboundedPreceding, Window.currentRow)
     return (
-        bursts
-        .where(F.col("is_new_burst") | F.col("is_near_end") | F.col("is_late"))
-        .withColumn("session_head", session_head)
-        .transform(_with_burst_heads)
-        .where(F.col("is_near_end") | F.col("is_late"))
-        .select(
-            "user_id", "burst_number", "burst_start_us", "event_us", "event_index", "prev_us", "is_near_end",
-            "is_late",
-            # Each row keeps only what its kind needs, so the job stores less.
-            F.when(F.col("is_near_end"), F.col("first_event")).alias("first_event"),
-            F.when(F.col("is_near_end"), F.col("first_index")).alias("first_index"),
-            F.when(F.col("is_late"), F.col("session_head")).alias("session_head"),
+        late_events
+        .unionByName(cut_rows, allowMissingColumns=True)
+        .withColumn("session_key", F.last("cut_us", ignorenulls=True).over(timeline))
+        .where(F.col("piece_index").isNotNull())
+        .groupBy("user_id", "burst_number", "session_key", "event_name")
+        .agg(
+            F.min("first_event").alias("first_event"),
+            F.sum("name_actions").alias("name_actions"),
+            F.min("name_first_us").alias("name_first_us"),
+            F.min("name_first_index").alias("name_first_index"),
+            F.max("last_us").alias("last_us"),
         )
     )
 
 
 def to_sessions(
-    marks: DataFrame, max_session_duration: timedelta, segments: tuple[str, ...], timezone: str
+    marks: DataFrame,
+    max_session_duration: timedelta,
+    segments: tuple[str, ...],
+    timezone: str,
+    conversion_events: tuple[str, ...] = (),
+    engagement: Engagement = Engagement(),
 ) -> DataFrame:
     """Session marks (see session_marks) -> one row per session; session_number is left for later.
 
     A burst is one session unless it lasts `max_session_duration` or longer: a session that starts at s ends
     before the first event at or after s + max_session_duration, which opens the next session. A burst's first
-    session is summed up from its first event and its near end; only late events (bots, mostly) go on to find the
-    cuts and the capped sessions between them. `marks` is read three times: persist it where it is costly.
+    session is summed up from its piece 0; only late events (bots, mostly) go on to find the cuts and the capped
+    sessions between them. `marks` is read twice: persist it where it is costly.
 
     session_id is a hash of the user and the session's first event id, so the same events give the same id.
     Segment values come from the first event; null or blank is "unknown". session_date is the reporting-zone
-    date of session_start.
+    date of session_start. Engagement columns: is_bounce (one action), conversions (events named in
+    `conversion_events`), first_conversion_ts and actions_to_conversion (actions up to and including the first
+    conversion), is_engaged (`engagement`'s duration or actions reached, or converted), action_counts.
     """
-    late_events = marks.where(F.col("is_late"))
-    session_start = F.timestamp_micros(F.col("first_event.event_us"))
+    first_pieces = marks.where(F.col("piece_index") == 0).withColumn("session_key", F.lit(0).cast("long"))
+    capped_pieces = marks.where(F.col("piece_index") > 0).transform(_capped_pieces, _micros(max_session_duration))
+    first_us = F.col("first_event.event_us")
+    duration_us = F.col("last_us") - first_us
+    session_start = F.timestamp_micros(first_us)
+    is_engaged = (
+        (duration_us >= _micros(engagement.min_duration))
+        | (F.col("actions") >= engagement.min_actions)
+        | (F.col("conversions") > 0)
+    )
     return (
-        marks
-        .transform(_first_sessions)
-        .unionByName(late_events.transform(_capped_sessions, _micros(max_session_duration)))
+        # Each kind is summed on its own: first pieces keep the events' partitioning by user, so summing them adds
+        # no shuffle, while capped ones are already spread by user and burst.
+        _summed(first_pieces, conversion_events)
+        .unionByName(_summed(capped_pieces, conversion_events))
         .select(
             F.md5(F.to_json(F.struct("user_id", F.col("first_event.event_id").alias("event_id")))).alias("session_id"),
             "user_id",
             session_start.alias("session_start"),
             F.timestamp_micros("last_us").alias("session_end"),
-            ((F.col("last_us") - F.col("first_event.event_us")) / 1_000_000).alias("duration_seconds"),
+            (duration_us / 1_000_000).alias("duration_seconds"),
             "actions",
             local_date(session_start, timezone).alias("session_date"),
+            (F.col("actions") == 1).alias("is_bounce"),
+            is_engaged.alias("is_engaged"),
+            "conversions",
+            (F.col("conversions") > 0).alias("converted"),
+            F.timestamp_micros("first_conversion.event_us").alias("first_conversion_ts"),
+            (F.col("first_conversion.event_index") - F.col("first_index") + 1).alias("actions_to_conversion"),
+            "action_counts",
             *[F.col(f"first_event.{segment}").alias(segment) for segment in segments],
         )
     )
@@ -256,11 +282,14 @@ def session_marks(
     deduplication: Observation | None = None,
     counted: Column | None = None,
 ) -> DataFrame:
-    """Valid events in, the rows that decide the sessions out, which to_sessions turns into sessions: each burst's
-    near end (about one row per session) and its late events (few, but every event of a bot past the cap; see
-    with_bursts). Columns: user_id, burst_number, burst_start_us, event_us, event_index, prev_us, is_near_end,
-    is_late; on near ends, first_event (the burst's first event: event_us, event_id, segments) and first_index; on
-    late events, session_head (the event itself, in the same struct).
+    """Valid events in, the events summed up by piece and event name out, which to_sessions turns into sessions.
+
+    A piece is a burst's events before the cap (piece_index 0, its first session) or one late event (piece_index:
+    its event_index; few, but every event of a bot past the cap; see with_bursts). Columns: user_id, burst_number,
+    burst_start_us, piece_index, first_event (the piece's first event: event_us, event_id, segments), event_name,
+    and over the piece's events of that name: name_actions (how many), name_first_us and name_first_index (the
+    first one's time and event_index), last_us (the last one's time) and, on late pieces, prev_us (the event
+    before it). About one row per session and event name.
 
     With `resume_points`, each user's events before their resume point are dropped after dedup (see resume_at).
     `deduplication`, if given, observes `kept` (events left after dedup) and `copies` (copies dropped) among the
@@ -294,11 +323,13 @@ def sessionize(
     segments: tuple[str, ...],
     timezone: str,
     resume_points: DataFrame | None = None,
+    conversion_events: tuple[str, ...] = (),
+    engagement: Engagement = Engagement(),
 ) -> DataFrame:
     """Valid events in, one row per session out (SESSION_COLUMNS but session_number, then the segments).
 
     session_marks then to_sessions, with nothing persisted: fine for small frames. The job persists the marks, which
-    to_sessions reads three times.
+    to_sessions reads twice.
     """
     marks = session_marks(valid_events, inactivity_timeout, max_session_duration, segments, resume_points)
-    return to_sessions(marks, max_session_duration, segments, timezone)
+    return to_sessions(marks, max_session_duration, segments, timezone, conversion_events, engagement)

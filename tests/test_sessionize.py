@@ -6,8 +6,10 @@ from datetime import date, datetime, timedelta
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from pyspark.sql import Row
+from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
+from jobs.config import Engagement
 from jobs.sessionize import (
     drop_duplicate_events,
     session_marks,
@@ -180,18 +182,23 @@ def test_the_cap_applies_to_each_burst_of_a_user_separately(spark):
     )
 
 
-def reference_sessions(timeline, timeout, cap):
-    """The session rules, one event at a time: (start, end, actions, first event id, platform) of each session of
-    one user's timeline [(time, event_id, platform)]. Events are ordered by time, then event_id; one opens a
-    session after a gap over the timeout, or at or after its session's start plus the cap. A session's platform is
-    its first event's, "unknown" if blank."""
+def reference_sessions(timeline, timeout, cap, conversions):
+    """The session rules, one event at a time: a dict per session of one user's timeline [(time, event_id,
+    platform, name)]. Events are ordered by time, then event_id; one opens a session after a gap over the timeout,
+    or at or after its session's start plus the cap. A session's platform is its first event's, "unknown" if
+    blank; it counts each name's actions, and its conversions and the actions up to the first."""
     sessions = []
-    for time, event_id, platform in sorted(timeline):
-        if sessions and time - sessions[-1][1] <= timeout and time - sessions[-1][0] < cap:
-            start, _, actions, first, first_platform = sessions[-1]
-            sessions[-1] = (start, time, actions + 1, first, first_platform)
-        else:
-            sessions.append((time, time, 1, event_id, platform if platform.strip() else "unknown"))
+    for time, event_id, platform, name in sorted(timeline):
+        if not sessions or time - sessions[-1]["end"] > timeout or time - sessions[-1]["start"] >= cap:
+            sessions.append({"start": time, "first": event_id, "platform": platform if platform.strip() else "unknown",
+                             "actions": 0, "counts": {}, "conversions": 0, "first_conversion": None, "to_conversion": None})
+        session = sessions[-1]
+        session["end"], session["actions"] = time, session["actions"] + 1
+        session["counts"][name] = session["counts"].get(name, 0) + 1
+        if name in conversions:
+            session["conversions"] += 1
+            if session["first_conversion"] is None:
+                session["first_conversion"], session["to_conversion"] = time, session["actions"]
     return sessions
 
 
@@ -209,7 +216,7 @@ def random_timeline(rng):
         gaps, count = [timedelta(minutes=m) for m in minutes], rng.randint(1, 60)
     time, timeline = start, []
     for n in rng.sample(range(10_000), count):
-        timeline.append((time, f"e{n:04d}", rng.choice(["ios", "web", " "])))
+        timeline.append((time, f"e{n:04d}", rng.choice(["ios", "web", " "]), rng.choice(["view", "view", "search", "buy"])))
         time += rng.choice(gaps)
     return timeline
 
@@ -228,23 +235,29 @@ def test_sessions_follow_the_rules_one_event_at_a_time(spark, seed, cap_minutes)
     # SESSIONLAKE_PROPERTY_EXAMPLES sets the drawn examples (default 3); HYPOTHESIS_RANDOM=1 draws new ones.
     rng, cap = random.Random(seed), timedelta(minutes=cap_minutes)
     timelines = {f"u{n}": random_timeline(rng) for n in range(40)}
-    frame = events(
-        spark,
-        *[(user, event_id, time.isoformat(), platform, "DE") for user, t in timelines.items()
-          for time, event_id, platform in t],
+    frame = spark.createDataFrame(
+        [(user, event_id, name, time, platform, "DE") for user, t in timelines.items()
+         for time, event_id, platform, name in t],
+        EVENTS,
     )
 
-    sessions = sessionize(frame, THIRTY_MINUTES, cap, SEGMENTS, "UTC")
+    sessions = sessionize(frame, THIRTY_MINUTES, cap, SEGMENTS, "UTC", conversion_events=("buy",))
 
     expected = [
-        Row(session_id=hashlib.md5(f'{{"user_id":"{user}","event_id":"{first}"}}'.encode()).hexdigest(), user_id=user,
-            session_start=start, session_end=end, actions=actions, platform=platform)
+        Row(session_id=hashlib.md5(f'{{"user_id":"{user}","event_id":"{s["first"]}"}}'.encode()).hexdigest(),
+            user_id=user, session_start=s["start"], session_end=s["end"], actions=s["actions"], platform=s["platform"],
+            action_counts=sorted(s["counts"].items()), conversions=s["conversions"],
+            first_conversion_ts=s["first_conversion"], actions_to_conversion=s["to_conversion"])
         for user, timeline in timelines.items()
-        for start, end, actions, first, platform in reference_sessions(timeline, THIRTY_MINUTES, cap)
+        for s in reference_sessions(timeline, THIRTY_MINUTES, cap, ("buy",))
     ]
-    assertDataFrameEqual(
-        sessions.select("session_id", "user_id", "session_start", "session_end", "actions", "platform"), expected
+    actual = sessions.select(
+        "session_id", "user_id", "session_start", "session_end", "actions", "platform",
+        # As a sorted list of (name, count): rows compare and sort, maps do not.
+        F.array_sort(F.map_entries("action_counts")).alias("action_counts"), "conversions", "first_conversion_ts",
+        "actions_to_conversion",
     )
+    assertDataFrameEqual(actual, expected)
 
 
 def test_duplicate_events_count_once_keeping_the_earliest_copy(spark):
@@ -379,6 +392,97 @@ def test_reporting_days_follow_daylight_saving_time(spark):
         [Row(user_id="u1", session_date=date(2026, 3, 28)), Row(user_id="u2", session_date=date(2026, 3, 29)),
          Row(user_id="u3", session_date=date(2026, 3, 29)), Row(user_id="u4", session_date=date(2026, 3, 30))],
     )
+
+
+def named(spark, *rows, conversions=("purchase", "signup"), engagement=Engagement(), cap=ONE_DAY):
+    """Sessionize rows of (user_id, event_id, 'HH:MM:SS' on 2 Nov 2026 UTC, event_name)."""
+    full = [(u, e, name, utc(f"2026-11-02T{t}"), "ios", "DE") for u, e, t, name in rows]
+    frame = spark.createDataFrame(full, EVENTS)
+    return sessionize(frame, THIRTY_MINUTES, cap, SEGMENTS, "UTC", conversion_events=conversions, engagement=engagement)
+
+
+def test_a_bounce_is_a_session_of_exactly_one_action(spark):
+    sessions = named(
+        spark,
+        ("u1", "e1", "10:00:00", "view"),
+        ("u2", "e2", "10:00:00", "view"), ("u2", "e3", "10:00:00", "view"),  # two actions at one instant: 0 s
+    )
+
+    assertDataFrameEqual(
+        sessions.select("user_id", "actions", "duration_seconds", "is_bounce"),
+        [Row(user_id="u1", actions=1, duration_seconds=0.0, is_bounce=True),
+         Row(user_id="u2", actions=2, duration_seconds=0.0, is_bounce=False)],
+    )
+
+
+def test_action_counts_map_each_event_name_to_its_actions_in_the_session(spark):
+    sessions = named(
+        spark,
+        ("u1", "e1", "10:00:00", "view"), ("u1", "e2", "10:01:00", "search"), ("u1", "e3", "10:02:00", "view"),
+        ("u1", "e4", "10:03:00", "like"), ("u1", "e5", "10:04:00", "view"),
+        ("u1", "e6", "11:00:00", "search"),  # 56 minutes later: a session of its own
+    )
+
+    assert [(r["session_start"], r["action_counts"]) for r in sessions.orderBy("session_start").collect()] == [
+        (utc("2026-11-02T10:00:00"), {"like": 1, "search": 1, "view": 3}),
+        (utc("2026-11-02T11:00:00"), {"search": 1}),
+    ]
+
+
+def test_conversions_count_every_conversion_and_actions_to_conversion_counts_up_to_the_first(spark):
+    # u1: view, view, purchase (3rd action), view, signup, purchase: 3 conversions, the first at 10:02 after 3
+    # actions. u2 never converts.
+    sessions = named(
+        spark,
+        ("u1", "e1", "10:00:00", "view"), ("u1", "e2", "10:01:00", "view"), ("u1", "e3", "10:02:00", "purchase"),
+        ("u1", "e4", "10:03:00", "view"), ("u1", "e5", "10:04:00", "signup"), ("u1", "e6", "10:05:00", "purchase"),
+        ("u2", "e7", "10:00:00", "view"), ("u2", "e8", "10:00:05", "view"),
+    )
+
+    assertDataFrameEqual(
+        sessions.select("user_id", "conversions", "converted", "first_conversion_ts", "actions_to_conversion"),
+        [Row(user_id="u1", conversions=3, converted=True, first_conversion_ts=utc("2026-11-02T10:02:00"),
+             actions_to_conversion=3),
+         Row(user_id="u2", conversions=0, converted=False, first_conversion_ts=None, actions_to_conversion=None)],
+    )
+
+
+def test_a_session_is_engaged_by_its_duration_its_actions_or_a_conversion(spark):
+    # min_duration 10s, min_actions 3: u1 lasts exactly 10 s with 2 actions (engaged), u2 9 s with 2 (not),
+    # u3 0 s with 3 actions (engaged), u4 one action that converts (engaged), u5 one view (not).
+    sessions = named(
+        spark,
+        ("u1", "e1", "10:00:00", "view"), ("u1", "e2", "10:00:10", "view"),
+        ("u2", "e3", "10:00:00", "view"), ("u2", "e4", "10:00:09", "view"),
+        ("u3", "e5", "10:00:00", "view"), ("u3", "e6", "10:00:00", "view"), ("u3", "e7", "10:00:00", "view"),
+        ("u4", "e8", "10:00:00", "signup"),
+        ("u5", "e9", "10:00:00", "view"),
+        engagement=Engagement(min_duration=timedelta(seconds=10), min_actions=3),
+    )
+
+    assertDataFrameEqual(
+        sessions.select("user_id", "is_engaged"),
+        [Row(user_id="u1", is_engaged=True), Row(user_id="u2", is_engaged=False), Row(user_id="u3", is_engaged=True),
+         Row(user_id="u4", is_engaged=True), Row(user_id="u5", is_engaged=False)],
+    )
+
+
+def test_a_capped_session_counts_only_its_own_actions_and_conversions(spark):
+    # Cap 1h: the session from 10:00 holds view, purchase, view; 11:10 opens the next with search, purchase,
+    # purchase (its first conversion is its 2nd action).
+    sessions = named(
+        spark,
+        ("u1", "e1", "10:00:00", "view"), ("u1", "e2", "10:25:00", "purchase"), ("u1", "e3", "10:50:00", "view"),
+        ("u1", "e4", "11:10:00", "search"), ("u1", "e5", "11:20:00", "purchase"), ("u1", "e6", "11:30:00", "purchase"),
+        cap=timedelta(hours=1),
+    )
+
+    rows = sessions.orderBy("session_start").collect()
+    assert [(r["action_counts"], r["conversions"], r["first_conversion_ts"], r["actions_to_conversion"])
+            for r in rows] == [
+        ({"purchase": 1, "view": 2}, 1, utc("2026-11-02T10:25:00"), 2),
+        ({"purchase": 2, "search": 1}, 2, utc("2026-11-02T11:20:00"), 2),
+    ]
 
 
 def test_marking_sessions_shuffles_the_events_once_by_user(spark):
