@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import date, timedelta
 from enum import StrEnum
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from jobs.dates import local_date
@@ -16,8 +16,16 @@ USER_TYPE = "user_type"
 NEW_USER = "new"
 RETURNING_USER = "returning"
 
-# The kpis table's columns; is_complete is added by with_completeness, from the runs ledger.
-KPI_COLUMNS = ("period", "period_start", "dimension", "dimension_value", "sessions", "users", "actions", "aps", "spu")
+# The kpis table's columns; is_complete is added by with_completeness, from the runs ledger. Every rate sits
+# beside its numerator and denominator, so a BI tool can add counts up and divide, never average rates.
+KPI_COLUMNS = (
+    "period", "period_start", "dimension", "dimension_value",
+    "sessions", "users", "actions", "aps", "spu",
+    "total_duration_seconds", "avg_duration_seconds", "median_duration_seconds", "p90_duration_seconds",
+    "bounces", "bounce_rate", "engaged_sessions", "engagement_rate",
+    "converting_sessions", "conversion_rate", "converting_users", "user_conversion_rate",
+)
+GROUP = ("period", "period_start", "dimension", "dimension_value")
 
 
 class Period(StrEnum):
@@ -112,31 +120,220 @@ def _dimension_rows(segments: tuple[str, ...]) -> Column:
     )
 
 
-def kpis_by_period(sessions: DataFrame, users: DataFrame, segments: tuple[str, ...], timezone: str) -> DataFrame:
-    """One row per period, period_start, dimension and value with sessions, users, actions, aps and spu.
-
-    Each session counts in the day, ISO week and month of its session_date. `users` is distinct users over the
-    whole period and segment value (counted, never summed from days); aps = actions / sessions and
-    spu = sessions / users. `users` (user_id, first_seen) decides new versus returning. is_complete is left to
-    `with_completeness`.
-    """
+def _with_first_seen_day(frame: DataFrame, users: DataFrame, timezone: str) -> DataFrame:
     first_seen = users.select("user_id", local_date(F.col("first_seen"), timezone).alias("first_seen_day"))
+    return frame.join(first_seen, on="user_id", how="left")
+
+
+def _in_groups(frame: DataFrame, segments: tuple[str, ...], *measures: str) -> DataFrame:
+    # Each row once per period kind and once per dimension: the session's day, week and month, and all, each
+    # segment and user_type.
     return (
+        frame
+        .select(*measures, *segments, F.inline(_period_rows(F.col("first_seen_day"))))
+        .select(*measures, "period", "period_start", F.inline(_dimension_rows(segments)))
+    )
+
+
+def _duration_percentiles(sessions: DataFrame, users: DataFrame, segments: tuple[str, ...], timezone: str):
+    # Exact percentiles need every duration of a group. Sessions of one day, first-seen day and segment values
+    # with the same duration count once, with their number as its frequency (bounces, all 0 s, mostly).
+    durations = (
+        sessions
+        .transform(_with_first_seen_day, users, timezone)
+        .groupBy("session_date", "first_seen_day", *segments, "duration_seconds")
+        .agg(F.count(F.lit(1)).alias("frequency"))
+    )
+    quantiles = F.percentile("duration_seconds", [0.5, 0.9], F.col("frequency"))
+    return (
+        _in_groups(durations, segments, "duration_seconds", "frequency")
+        .groupBy(*GROUP)
+        .agg(quantiles.alias("quantiles"))
+        .select(
+            *GROUP,
+            F.col("quantiles")[0].alias("median_duration_seconds"),
+            F.col("quantiles")[1].alias("p90_duration_seconds"),
+        )
+    )
+
+
+# Counts summed per user, day and segment values, then per group.
+_SUMMED = ("sessions", "actions", "duration_us", "bounces", "engaged_sessions", "converting_sessions")
+
+
+def kpis_by_period(sessions: DataFrame, users: DataFrame, segments: tuple[str, ...], timezone: str) -> DataFrame:
+    """One row per period, period_start, dimension and value with KPI_COLUMNS (is_complete is left to
+    `with_completeness`).
+
+    Each session counts in the day, ISO week and month of its session_date. `users` (distinct users) and
+    `converting_users` (distinct users with a converting session) are counted over the whole period and segment
+    value, never summed from days; aps = actions / sessions and spu = sessions / users. Durations: their total and
+    mean, and the exact median and 90th percentile interpolated between ranks (Spark's percentile). Rates are
+    bounces, engaged sessions and converting sessions over sessions, and converting users over users. `users`
+    (user_id, first_seen) decides new versus returning.
+    """
+    def count_of(flag: str) -> Column:
+        return F.count_if(F.col(flag))
+
+    def ratio(numerator: str, denominator: str) -> Column:
+        return F.col(numerator) / F.col(denominator)
+
+    duration_us = F.round(F.col("duration_seconds") * 1_000_000).cast("long")
+    per_user_and_group = (
         sessions
         # Summing per user, day and segment values first changes no total, and shrinks the rows that the
-        # period x dimension expansion below multiplies.
+        # period x dimension expansion below multiplies. Durations add up as whole microseconds: exact, in any order.
         .groupBy("user_id", "session_date", *segments)
-        .agg(F.count(F.lit(1)).alias("sessions"), F.sum("actions").alias("actions"))
-        .join(first_seen, on="user_id", how="left")
-        .select("user_id", "sessions", "actions", *segments, F.inline(_period_rows(F.col("first_seen_day"))))
-        .select("user_id", "sessions", "actions", "period", "period_start", F.inline(_dimension_rows(segments)))
-        .groupBy("period", "period_start", "dimension", "dimension_value")
         .agg(
-            F.sum("sessions").alias("sessions"),
-            F.countDistinct("user_id").alias("users"),
+            F.count(F.lit(1)).alias("sessions"),
             F.sum("actions").alias("actions"),
+            F.sum(duration_us).alias("duration_us"),
+            count_of("is_bounce").alias("bounces"),
+            count_of("is_engaged").alias("engaged_sessions"),
+            count_of("converted").alias("converting_sessions"),
         )
-        .withColumn("aps", F.col("actions") / F.col("sessions"))
-        .withColumn("spu", F.col("sessions") / F.col("users"))
+        .transform(_with_first_seen_day, users, timezone)
+        .transform(_in_groups, segments, "user_id", *_SUMMED)
+        # Then per user in each group, so that users are counted once, whatever days and values they span.
+        .groupBy(*GROUP, "user_id")
+        .agg(*[F.sum(c).alias(c) for c in _SUMMED])
+    )
+    return (
+        per_user_and_group
+        .groupBy(*GROUP)
+        .agg(
+            *[F.sum(c).alias(c) for c in _SUMMED],
+            F.count(F.lit(1)).alias("users"),
+            F.count_if(F.col("converting_sessions") > 0).alias("converting_users"),
+        )
+        .join(_duration_percentiles(sessions, users, segments, timezone), on=list(GROUP), how="left")
+        .withColumns(
+            {
+                "aps": ratio("actions", "sessions"),
+                "spu": ratio("sessions", "users"),
+                "total_duration_seconds": F.col("duration_us") / 1_000_000,
+                "avg_duration_seconds": F.col("duration_us") / 1_000_000 / F.col("sessions"),
+                "bounce_rate": ratio("bounces", "sessions"),
+                "engagement_rate": ratio("engaged_sessions", "sessions"),
+                "conversion_rate": ratio("converting_sessions", "sessions"),
+                "user_conversion_rate": ratio("converting_users", "users"),
+            }
+        )
         .select(*KPI_COLUMNS)
+    )
+
+
+
+OTHER_ACTIONS = "(other)"
+
+# The action_kpis table's columns; is_complete is added by with_completeness.
+ACTION_KPI_COLUMNS = (
+    "period", "period_start", "dimension", "dimension_value", "event_name",
+    "actions", "sessions_with_action", "users_with_action", "sessions", "total_actions",
+    "actions_per_session", "share_of_actions",
+)
+
+
+def _named_actions(sessions: DataFrame, users: DataFrame, segments: tuple[str, ...], timezone: str) -> DataFrame:
+    # One row per group, user and event name: the user's actions of that name and sessions with one.
+    return (
+        sessions
+        .select("user_id", "session_date", *segments, F.explode("action_counts").alias("event_name", "count"))
+        .groupBy("user_id", "session_date", *segments, "event_name")
+        .agg(F.sum("count").alias("actions"), F.count(F.lit(1)).alias("sessions"))
+        .transform(_with_first_seen_day, users, timezone)
+        .transform(_in_groups, segments, "user_id", "event_name", "actions", "sessions")
+        .groupBy(*GROUP, "event_name", "user_id")
+        .agg(F.sum("actions").alias("actions"), F.sum("sessions").alias("sessions"))
+    )
+
+
+def ranked_actions(sessions: DataFrame, users: DataFrame, segments: tuple[str, ...], timezone: str) -> DataFrame:
+    """One row per group (period, period_start, dimension, value) and event name, with actions,
+    sessions_with_action, users_with_action and name_rank: 1 for the name with the most actions in the group
+    (ties: the name first in alphabetical order), 2, ..."""
+    by_rank = Window.partitionBy(*GROUP).orderBy(F.col("actions").desc(), F.col("event_name"))
+    return (
+        _named_actions(sessions, users, segments, timezone)
+        .groupBy(*GROUP, "event_name")
+        .agg(
+            F.sum("actions").alias("actions"),
+            # A session holds each name once in action_counts, and a user is one row here: both add up exactly.
+            F.sum("sessions").alias("sessions_with_action"),
+            F.count(F.lit(1)).alias("users_with_action"),
+        )
+        .withColumn("name_rank", F.row_number().over(by_rank))
+    )
+
+
+def folded_names(ranked: DataFrame, max_names: int) -> DataFrame:
+    """The group and event_name of each name past `max_names` in its group (see ranked_actions)."""
+    return ranked.where(F.col("name_rank") > max_names).select(*GROUP, "event_name")
+
+
+def action_kpis_by_period(
+    sessions: DataFrame,
+    users: DataFrame,
+    segments: tuple[str, ...],
+    timezone: str,
+    ranked: DataFrame,
+    folded: DataFrame | None,
+    max_names: int,
+) -> DataFrame:
+    """One row per group and event name (ACTION_KPI_COLUMNS): the action mix, from sessions' action_counts.
+
+    In each group the `max_names` names with the most actions keep their own row (see ranked_actions); the rest
+    are summed into one row named OTHER_ACTIONS, whose sessions and users are those with any of the folded names,
+    each counted once. `folded` is folded_names(ranked, max_names), or None when no group has that many names (then
+    the sessions are not read again). actions_per_session = actions / all sessions of the group, share_of_actions =
+    actions / all actions of the group.
+    """
+    kept = ranked.where(F.col("name_rank") <= max_names).drop("name_rank")
+    if folded is not None:
+        kept = kept.unionByName(_other_actions(sessions, users, segments, timezone, folded))
+    totals = (
+        sessions
+        .groupBy("session_date", *segments, "user_id")
+        .agg(F.count(F.lit(1)).alias("sessions"), F.sum("actions").alias("total_actions"))
+        .transform(_with_first_seen_day, users, timezone)
+        .transform(_in_groups, segments, "sessions", "total_actions")
+        .groupBy(*GROUP)
+        .agg(F.sum("sessions").alias("sessions"), F.sum("total_actions").alias("total_actions"))
+    )
+    return (
+        kept
+        .join(totals, on=list(GROUP), how="inner")
+        .withColumns(
+            {
+                "actions_per_session": F.col("actions") / F.col("sessions"),
+                "share_of_actions": F.col("actions") / F.col("total_actions"),
+            }
+        )
+        .select(*ACTION_KPI_COLUMNS)
+    )
+
+
+def _other_actions(
+    sessions: DataFrame, users: DataFrame, segments: tuple[str, ...], timezone: str, folded: DataFrame
+) -> DataFrame:
+    # Sessions and users with several folded names count once in (other): this needs each session, not sums.
+    per_session = (
+        sessions
+        .select("user_id", "session_id", "session_date", *segments,
+                F.explode("action_counts").alias("event_name", "count"))
+        .transform(_with_first_seen_day, users, timezone)
+        .transform(_in_groups, segments, "user_id", "session_id", "event_name", "count")
+        .join(F.broadcast(folded), on=[*GROUP, "event_name"], how="inner")  # folded: a row per rare name and group
+        .groupBy(*GROUP, "user_id", "session_id")
+        .agg(F.sum("count").alias("actions"))
+    )
+    return (
+        per_session
+        .groupBy(*GROUP)
+        .agg(
+            F.sum("actions").alias("actions"),
+            F.count(F.lit(1)).alias("sessions_with_action"),
+            F.countDistinct("user_id").alias("users_with_action"),
+        )
+        .withColumn("event_name", F.lit(OTHER_ACTIONS))
     )

@@ -4,17 +4,49 @@ import pytest
 from pyspark.sql import Row
 from pyspark.testing import assertDataFrameEqual
 
-from jobs.metrics import Period, complete_periods, in_periods, kpis_by_period, periods_of
+from jobs.metrics import (
+    Period,
+    action_kpis_by_period,
+    complete_periods,
+    folded_names,
+    in_periods,
+    kpis_by_period,
+    periods_of,
+    ranked_actions,
+)
 from tests.helpers import utc
 
-SESSIONS = "user_id string, actions long, session_date date, platform string"
+SESSIONS = (
+    "session_id string, user_id string, actions long, session_date date, platform string, duration_seconds double, "
+    "is_bounce boolean, is_engaged boolean, converted boolean, action_counts map<string, bigint>"
+)
 USERS = "user_id string, first_seen timestamp"
 SEGMENTS = ("platform",)
+LONG_AGO = utc("2026-10-01T00:00:00")
+
+
+def session(user, actions, day, platform="ios", duration=0.0, engaged=False, converted=False, counts=None):
+    """A sessions row; action_counts defaults to all its actions being views."""
+    return (None, user, actions, day, platform, duration, actions == 1, engaged, converted,
+            counts or {"view": actions})
+
+
+def sessions_frame(spark, sessions):
+    rows = [session(*r) if len(r) == 4 else r for r in sessions]
+    numbered = [(f"s{n}", *r[1:]) for n, r in enumerate(rows)]
+    return spark.createDataFrame(numbered, SESSIONS)
 
 
 def kpis(spark, sessions, users, timezone="UTC"):
-    return kpis_by_period(
-        spark.createDataFrame(sessions, SESSIONS), spark.createDataFrame(users, USERS), SEGMENTS, timezone
+    return kpis_by_period(sessions_frame(spark, sessions), spark.createDataFrame(users, USERS), SEGMENTS, timezone)
+
+
+def action_kpis(spark, sessions, users, max_names=500):
+    frame, users = sessions_frame(spark, sessions), spark.createDataFrame(users, USERS)
+    ranked = ranked_actions(frame, users, SEGMENTS, "UTC")
+    folded = folded_names(ranked, max_names)
+    return action_kpis_by_period(
+        frame, users, SEGMENTS, "UTC", ranked, folded if folded.count() else None, max_names
     )
 
 
@@ -169,3 +201,96 @@ def test_in_periods_keeps_only_the_touched_rows(spark):
         [Row(period="day", period_start=MON), Row(period="week", period_start=MON),
          Row(period="month", period_start=date(2026, 11, 1))],
     )
+
+
+def test_duration_is_averaged_and_its_median_and_p90_are_exact_percentiles_interpolated_between_ranks(spark):
+    # Durations 0, 10, 20 and 100 s: total 130, mean 32.5. Median at rank (4 - 1) x 0.5 = 1.5, halfway between
+    # 10 and 20: 15. p90 at rank (4 - 1) x 0.9 = 2.7: 20 + 0.7 x (100 - 20) = 76.
+    frame = kpis(
+        spark,
+        [session("u1", 1, MON), session("u1", 2, MON, duration=10.0), session("u2", 3, MON, duration=20.0),
+         session("u2", 9, MON, duration=100.0)],
+        [("u1", LONG_AGO), ("u2", LONG_AGO)],
+    )
+
+    day = row(frame, "day", MON)
+    assert (day.total_duration_seconds, day.avg_duration_seconds) == (130.0, 32.5)
+    assert day.median_duration_seconds == pytest.approx(15.0)
+    assert day.p90_duration_seconds == pytest.approx(76.0)
+
+
+def test_bounce_engagement_and_conversion_rates_sit_beside_their_counts(spark):
+    # u1: a bounce that converts, and an engaged session; u2: a bounce; u3: an engaged session that converts.
+    frame = kpis(
+        spark,
+        [session("u1", 1, MON, converted=True, engaged=True), session("u1", 4, MON, engaged=True),
+         session("u2", 1, MON), session("u3", 5, MON, engaged=True, converted=True)],
+        [("u1", LONG_AGO), ("u2", LONG_AGO), ("u3", LONG_AGO)],
+    )
+
+    day = row(frame, "day", MON)
+    assert (day.sessions, day.bounces, day.engaged_sessions, day.converting_sessions) == (4, 2, 3, 2)
+    assert (day.bounce_rate, day.engagement_rate, day.conversion_rate) == (0.5, 0.75, 0.5)
+    assert (day.users, day.converting_users) == (3, 2)
+    assert day.user_conversion_rate == pytest.approx(2 / 3)
+
+
+def test_converting_users_are_distinct_over_the_week_not_summed_from_days(spark):
+    # u1 converts on Monday and on Tuesday, u2 never: each day has 1 converting user, the week 1 of 2 (not 2 of 3).
+    frame = kpis(
+        spark,
+        [session("u1", 2, MON, converted=True), session("u1", 2, TUE, converted=True), session("u2", 1, TUE)],
+        [("u1", LONG_AGO), ("u2", LONG_AGO)],
+    )
+
+    week = row(frame, "week", MON)
+    assert (week.converting_users, week.users, week.user_conversion_rate) == (1, 2, 0.5)
+    assert (week.converting_sessions, week.sessions) == (2, 3)
+
+
+MIX = [
+    session("u1", 4, MON, counts={"view": 3, "search": 1}),
+    session("u1", 1, MON, counts={"view": 1}),
+    session("u2", 3, MON, counts={"search": 2, "buy": 1}),
+]
+
+
+def test_the_action_mix_counts_each_names_actions_sessions_and_users_over_all_sessions_and_actions(spark):
+    # 3 sessions, 8 actions. view: 4 actions in 2 sessions of 1 user; search: 3 in 2 sessions of 2 users; buy: 1.
+    frame = action_kpis(spark, MIX, [("u1", LONG_AGO), ("u2", LONG_AGO)])
+
+    assertDataFrameEqual(
+        frame.where("period = 'day' AND dimension = 'all'").select(
+            "event_name", "actions", "sessions_with_action", "users_with_action", "sessions", "total_actions",
+            "actions_per_session", "share_of_actions",
+        ),
+        [Row(event_name="view", actions=4, sessions_with_action=2, users_with_action=1, sessions=3, total_actions=8,
+             actions_per_session=4 / 3, share_of_actions=0.5),
+         Row(event_name="search", actions=3, sessions_with_action=2, users_with_action=2, sessions=3,
+             total_actions=8, actions_per_session=1.0, share_of_actions=0.375),
+         Row(event_name="buy", actions=1, sessions_with_action=1, users_with_action=1, sessions=3, total_actions=8,
+             actions_per_session=1 / 3, share_of_actions=0.125)],
+    )
+
+
+def test_names_past_the_cap_fold_into_other_counting_each_session_and_user_once(spark):
+    # Cap 1: view (4 actions) keeps its row; search and buy fold into (other): 4 actions, in 2 sessions (u2's
+    # holds both names, counted once) of 2 users (summing the names' rows would say 3 and 3).
+    frame = action_kpis(spark, MIX, [("u1", LONG_AGO), ("u2", LONG_AGO)], max_names=1)
+
+    assertDataFrameEqual(
+        frame.where("period = 'day' AND dimension = 'all'").select(
+            "event_name", "actions", "sessions_with_action", "users_with_action", "share_of_actions"
+        ),
+        [Row(event_name="view", actions=4, sessions_with_action=2, users_with_action=1, share_of_actions=0.5),
+         Row(event_name="(other)", actions=4, sessions_with_action=2, users_with_action=2, share_of_actions=0.5)],
+    )
+
+
+def test_names_tied_on_actions_are_kept_in_alphabetical_order(spark):
+    frame = action_kpis(
+        spark, [session("u1", 2, MON, counts={"zoom": 1, "add": 1})], [("u1", LONG_AGO)], max_names=1
+    )
+
+    names = frame.where("period = 'day' AND dimension = 'all'").select("event_name", "actions")
+    assertDataFrameEqual(names, [Row(event_name="add", actions=1), Row(event_name="(other)", actions=1)])
