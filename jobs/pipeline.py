@@ -14,6 +14,7 @@ from datetime import date, timedelta
 from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
 
 from jobs.config import InputFormat, JobConfig, Table
 from jobs.dates import local_date
@@ -33,7 +34,11 @@ from jobs.incremental import (
 from jobs.metrics import (
     ALL,
     Period,
+    Periods,
+    action_kpis_by_period,
     complete_periods,
+    folded_names,
+    ranked_actions,
     days_of,
     in_periods,
     kpis_by_period,
@@ -83,7 +88,15 @@ from jobs.runs import (
     to_frame,
 )
 from jobs.sessionize import session_marks, session_schema, to_sessions
-from jobs.validate import REASONS, to_quarantine, valid_events, with_bot_user_days, with_reject_reason
+from jobs.validate import (
+    REASONS,
+    actions,
+    is_named,
+    to_quarantine,
+    valid_events,
+    with_bot_user_days,
+    with_reject_reason,
+)
 from jobs.write import (
     append_run,
     merge_users,
@@ -100,7 +113,7 @@ from jobs.write import (
 log = logging.getLogger(__name__)
 
 # The tables a run writes its days into (runs is the ledger, written around them).
-_WRITTEN_TABLES = (Table.SESSIONS, Table.USERS, Table.QUARANTINE, Table.KPIS)
+_WRITTEN_TABLES = (Table.SESSIONS, Table.USERS, Table.QUARANTINE, Table.KPIS, Table.ACTION_KPIS)
 
 
 def run(spark: SparkSession, config: JobConfig, first_day: date, last_day: date) -> list[str]:
@@ -481,7 +494,11 @@ def _is_owned_by_run(first_day: date, last_day: date):
 
 def _stored(spark: SparkSession, path: str, version: int | None, schema: str) -> DataFrame:
     frame = read_table(spark, path, version) if version is not None else None
-    return frame if frame is not None else spark.createDataFrame([], schema)
+    if frame is None:
+        return spark.createDataFrame([], schema)
+    # A table written by an older version lacks the columns added since: null, as they will be once added.
+    missing = [field for field in StructType.fromDDL(schema).fields if field.name not in frame.columns]
+    return frame.withColumns({field.name: F.lit(None).cast(field.dataType) for field in missing})
 
 
 def _process(
@@ -507,6 +524,9 @@ def _process(
     # The run accounts for the rows of its own partitions: each is quarantined, deduplicated or sessionized. The
     # three counts are taken at three different steps, so a row lost or duplicated between them shows.
     is_own_row = _is_owned_by_run(first_day, last_day)
+    non_interactive = rules.non_interactive_events
+    configured_events = (*config.metrics.conversion_events, *non_interactive)
+    is_own_valid_row = is_own_row & F.col("reject_reason").isNull()
     reading, dedup = Observation("read"), Observation("dedup")
     checked = (
         events
@@ -520,6 +540,9 @@ def _process(
             F.count_if(is_own_row).alias("rows"),
             F.count_if(is_own_row & F.col("reject_reason").isNotNull()).alias("rejected"),
             *[F.count_if(is_own_row & (F.col("reject_reason") == reason)).alias(reason) for reason in REASONS],
+            F.count_if(is_own_valid_row & is_named(non_interactive)).alias("non_interactive"),
+            *[F.count_if(is_own_valid_row & (F.col("event_name") == name)).alias(f"seen {n}")
+              for n, name in enumerate(configured_events)],
         )
     )
 
@@ -530,10 +553,13 @@ def _process(
     )
     anchors = latest_sessions_before(lookback, lookback_start, first_instant)
     marks = session_marks(
-        valid_events(observed), rules.inactivity_timeout, rules.max_session_duration, segments,
-        resume_points(anchors, context_start, first_instant), dedup, is_own_row,
+        actions(valid_events(observed), non_interactive), rules.inactivity_timeout, rules.max_session_duration,
+        segments, resume_points(anchors, context_start, first_instant), dedup, is_own_row,
     ).persist(StorageLevel.DISK_ONLY)  # read by each branch of to_sessions: the events' windows then run once
-    new_sessions = to_sessions(marks, rules.max_session_duration, segments, timezone)
+    new_sessions = to_sessions(
+        marks, rules.max_session_duration, segments, timezone, config.metrics.conversion_events,
+        config.metrics.engagement,
+    )
     stored_from = stored.where(F.col("session_date") >= F.lit(first_day))
     old_run_sessions = stored_from.where(F.col("session_date") <= F.lit(last_day))
     later = stored_from.where(F.col("session_date") > F.lit(last_day))
@@ -605,12 +631,20 @@ def _process(
     with stage("compute and write KPIs") as counts:
         counts["periods"] = sum(len(starts) for starts in periods.values())
         counts["rows"] = replace_kpis(kpis, config.output.table_path(Table.KPIS), periods)
+    with stage("compute and write action KPIs") as counts:
+        counts["rows"], names_folded = _write_action_kpis(spark, config, current, periods, processed)
+        counts["names folded into (other)"] = names_folded
 
     dedup_counts = dedup.get
     counts = _accounted(
         record, read_counts["rows"], dedup_counts["kept"], rows_quarantined, dedup_counts["copies"],
-        {reason: read_counts[reason] for reason in REASONS if read_counts[reason]},
+        read_counts["non_interactive"], {reason: read_counts[reason] for reason in REASONS if read_counts[reason]},
     )
+    seen = {name: read_counts[f"seen {n}"] for n, name in enumerate(configured_events)}
+    for name, rows in seen.items():
+        if not rows:
+            log.warning("run %s: event %r, named in the config, was not seen in days %s..%s (a typo?)",
+                        record.run_id, name, first_day, last_day)
     anchors = _anchor_fingerprints(spark, config, sorted(run_days))
     day_states = tuple(
         DayState(
@@ -627,12 +661,39 @@ def _process(
         **counts,
         sessions_written=sessions_written,
         day_states=day_states,
+        configured_events_seen=seen,
+        action_names_folded=names_folded,
     )
+
+
+def _write_action_kpis(
+    spark: SparkSession, config: JobConfig, current: DataFrame, periods: Periods, processed: set[date]
+) -> tuple[int, int]:
+    """Replace the action_kpis rows of `periods`, from the sessions `current`; (rows written, distinct event names
+    folded into (other) in any of their groups)."""
+    segments, timezone = config.reporting.segments, config.reporting.timezone
+    users = read_table(spark, config.output.table_path(Table.USERS))
+    max_names = config.metrics.max_action_names
+    # Few rows (groups x names), read by the check below and by the table: computed once.
+    ranked = ranked_actions(current, users, segments, timezone).where(in_periods(periods)).persist()
+    try:
+        folded = folded_names(ranked, max_names)
+        names_folded = folded.select("event_name").distinct().count()
+        action_kpis = (
+            action_kpis_by_period(
+                current, users, segments, timezone, ranked, folded if names_folded else None, max_names
+            )
+            .transform(with_completeness, complete_periods(periods, processed))
+        )
+        path = config.output.table_path(Table.ACTION_KPIS)
+        return replace_kpis(action_kpis, path, periods, Table.ACTION_KPIS), names_folded
+    finally:
+        ranked.unpersist()
 
 
 def _accounted(
     record: RunRecord, rows_read: int, rows_sessionized: int, rows_quarantined: int, rows_deduplicated: int,
-    quarantine_reasons: dict[str, int],
+    rows_non_interactive: int, quarantine_reasons: dict[str, int],
 ) -> dict:
     """The run's row counts as RunRecord fields, once they add up; AccountingError when a row is unaccounted for."""
     counts = {
@@ -640,18 +701,20 @@ def _accounted(
         "rows_sessionized": rows_sessionized,
         "rows_quarantined": rows_quarantined,
         "rows_deduplicated": rows_deduplicated,
+        "rows_non_interactive": rows_non_interactive,
         "quarantine_reasons": quarantine_reasons,
     }
-    log.info("run %s: rows read %s = sessionized %s + quarantined %s + deduplicated %s; quarantined by reason: %s",
-             record.run_id, rows_read, rows_sessionized, rows_quarantined, rows_deduplicated,
-             quarantine_reasons or "none")
-    if rows_read != rows_sessionized + rows_quarantined + rows_deduplicated or (
+    log.info("run %s: rows read %s = sessionized %s + quarantined %s + deduplicated %s + non-interactive %s; "
+             "quarantined by reason: %s", record.run_id, rows_read, rows_sessionized, rows_quarantined,
+             rows_deduplicated, rows_non_interactive, quarantine_reasons or "none")
+    if rows_read != rows_sessionized + rows_quarantined + rows_deduplicated + rows_non_interactive or (
         rows_quarantined != sum(quarantine_reasons.values())
     ):
         raise AccountingError(
             f"run {record.run_id} (days {record.first_day}..{record.last_day}): rows read ({rows_read:,}) != "
             f"sessionized ({rows_sessionized:,}) + quarantined ({rows_quarantined:,}, by reason "
-            f"{sum(quarantine_reasons.values()):,}) + deduplicated ({rows_deduplicated:,})"
+            f"{sum(quarantine_reasons.values()):,}) + deduplicated ({rows_deduplicated:,}) + non-interactive "
+            f"({rows_non_interactive:,})"
         )
     return counts
 
@@ -687,13 +750,21 @@ def summary(spark: SparkSession, config: JobConfig, first_day: date, last_day: d
     kpi_rows.sort(key=lambda row: (period_order.index(row["period"]), row["period_start"]))
     lines = [
         f"sessionlake: {first_day}..{last_day} ({config.reporting.timezone}) -> {config.output.location}",
-        f"{'period':<6} {'start':<10} {'sessions':>10} {'users':>8} {'actions':>11} {'APS':>7} {'SPU':>6}",
+        f"{'period':<6} {'start':<10} {'sessions':>10} {'users':>8} {'actions':>11} {'APS':>7} {'SPU':>6}"
+        f" {'median s':>9} {'p90 s':>8} {'bounce':>7} {'engaged':>8} {'convert':>8}",
     ]
+
+    def percent(rate: float) -> str:
+        return f"{100 * rate:.1f}%"
+
     for row in kpi_rows:
         partial = "" if row["is_complete"] else "  (incomplete)"
         lines.append(
             f"{row['period']:<6} {row['period_start'].isoformat():<10} {row['sessions']:>10,} {row['users']:>8,}"
-            f" {row['actions']:>11,} {row['aps']:>7.2f} {row['spu']:>6.2f}{partial}"
+            f" {row['actions']:>11,} {row['aps']:>7.2f} {row['spu']:>6.2f}"
+            f" {row['median_duration_seconds']:>9,.1f} {row['p90_duration_seconds']:>8,.1f}"
+            f" {percent(row['bounce_rate']):>7} {percent(row['engagement_rate']):>8}"
+            f" {percent(row['conversion_rate']):>8}{partial}"
         )
     records = [r for r in _runs(spark, config) if r.run_id in set(run_ids)]
     lines.extend(_accounting_lines(records))
@@ -710,9 +781,17 @@ def _accounting_lines(records: list[RunRecord]) -> list[str]:
             by_reason[reason] = by_reason.get(reason, 0) + rows
     lines = [
         f"rows read {total('rows_read'):,} = sessionized {total('rows_sessionized'):,} + quarantined "
-        f"{total('rows_quarantined'):,} + deduplicated {total('rows_deduplicated'):,}",
+        f"{total('rows_quarantined'):,} + deduplicated {total('rows_deduplicated'):,} + non-interactive "
+        f"{total('rows_non_interactive'):,}",
         "quarantined rows: " + (", ".join(f"{reason}: {rows:,}" for reason, rows in sorted(by_reason.items())) or "none"),
     ]
+    seen: dict[str, int] = {}
+    for record in records:
+        for name, rows in record.configured_events_seen.items():
+            seen[name] = seen.get(name, 0) + rows
+    unseen = sorted(name for name, rows in seen.items() if not rows)
+    if unseen:
+        lines.append("configured events never seen (a typo in the config?): " + ", ".join(unseen))
     skipped = sorted({day for record in records for day in record.days_without_input})
     if skipped:
         lines.append("days skipped, input missing: " + ", ".join(map(str, skipped)))

@@ -23,7 +23,8 @@ RUNS_SCHEMA = (
     "rows_read long, rows_deduplicated long, rows_quarantined long, sessions_written long, "
     "day_states array<struct<day: date, input_fingerprint: string, anchor_fingerprint: string>>, "
     "changed_days_not_processed array<date>, message string, "
-    "rows_sessionized long, quarantine_reasons map<string, long>, days_without_input array<date>"
+    "rows_sessionized long, quarantine_reasons map<string, long>, days_without_input array<date>, "
+    "rows_non_interactive long, configured_events_seen map<string, long>, action_names_folded long"
 )
 
 RUNNING, SUCCEEDED, FAILED, REPAIRED = "running", "succeeded", "failed", "repaired"
@@ -34,7 +35,8 @@ class ConflictError(RuntimeError):
 
 
 class AccountingError(RuntimeError):
-    """A run's row counts do not add up: rows read != rows sessionized + quarantined + deduplicated."""
+    """A run's row counts do not add up: rows read != rows sessionized + quarantined + deduplicated +
+    non-interactive."""
 
 
 # A run still marked running this long after it started is taken to be dead, even on another host.
@@ -71,6 +73,10 @@ class RunRecord:
     rows_sessionized: int | None = None
     quarantine_reasons: dict[str, int] = field(default_factory=dict)  # reason -> rows, for the rows read
     days_without_input: tuple[date, ...] = ()  # asked days skipped: a partition they need is missing
+    rows_non_interactive: int | None = None  # valid rows of sessionization.non_interactive_events, not sessionized
+    # Rows read of each conversion and non-interactive event name in the config: 0 is most likely a typo.
+    configured_events_seen: dict[str, int] = field(default_factory=dict)
+    action_names_folded: int | None = None  # distinct event names summed into (other) in action_kpis
 
     def finished(self, status: str, **changes) -> RunRecord:
         return replace(self, status=status, ended_at=now(), **changes)
@@ -99,6 +105,9 @@ def from_row(row) -> RunRecord:
     values["days_without_input"] = tuple(values.get("days_without_input") or ())
     values["quarantine_reasons"] = dict(values.get("quarantine_reasons") or {})
     values.setdefault("rows_sessionized", None)
+    values.setdefault("rows_non_interactive", None)
+    values.setdefault("action_names_folded", None)
+    values["configured_events_seen"] = dict(values.get("configured_events_seen") or {})
     values["day_states"] = tuple(DayState(*s) for s in values["day_states"] or ())
     # Spark hands timestamps back naive, in the process's local time zone; astimezone reads them so.
     for name in ("started_at", "ended_at"):

@@ -114,6 +114,17 @@ def valid_events(checked: DataFrame) -> DataFrame:
     return checked.where(F.col("reject_reason").isNull()).drop("reject_reason", SOURCE_ROW)
 
 
+def is_named(names: tuple[str, ...]) -> Column:
+    """True for an event whose event_name is one of `names` (exact match, as written in the config)."""
+    return F.col("event_name").isin(*names) if names else F.lit(False)
+
+
+def actions(valid: DataFrame, non_interactive_events: tuple[str, ...]) -> DataFrame:
+    """Valid events that are user actions: all but those named in `non_interactive_events`, which never open,
+    extend or count in a session."""
+    return valid.where(~is_named(non_interactive_events))
+
+
 def to_quarantine(checked: DataFrame, run_id: str) -> DataFrame:
     """Rows of `with_reject_reason` output that failed: partition date, reason, the row as read (JSON), run."""
     return checked.where(F.col("reject_reason").isNotNull()).select(

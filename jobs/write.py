@@ -20,8 +20,9 @@ from delta.exceptions import (
     MetadataChangedException,
     ProtocolChangedException,
 )
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import MapType, StructField
 
 from jobs.config import Table, TableName
 from jobs.metrics import Periods
@@ -155,10 +156,27 @@ def _merge_counts(result: DataFrame) -> MergeCounts:
     return MergeCounts(row["num_inserted_rows"], row["num_updated_rows"], row["num_deleted_rows"])
 
 
+def _add_new_columns(frame: DataFrame, table: str) -> None:
+    """Add to the stored table the columns of `frame` it lacks: a table written by an older version of the job
+    gains the columns added since, null in its old rows until their days are run again."""
+    spark = frame.sparkSession
+    if not table_exists(spark, table):
+        return
+    stored = set(delta_table(spark, table).toDF().columns)
+    new = [field for field in frame.schema.fields if field.name not in stored]
+    if not new:
+        return
+    target = table if isinstance(table, TableName) else f"delta.`{table}`"
+    spark.sql(f"ALTER TABLE {target} ADD COLUMNS ({', '.join(f'{f.name} {f.dataType.simpleString()}' for f in new)})")
+    log.warning("%s: added the columns %s, which this version of the job writes; rows written before are null in "
+                "them until their days are run again (--from/--to)", table, ", ".join(f.name for f in new))
+
+
 def _replace_where(frame: DataFrame, path: str, predicate: str, partition_column: str, table: Table) -> int:
     # Overwrite exactly the rows matching `predicate`: Delta rejects written rows outside it, and a rerun replaces
     # rather than appends, so reruns are idempotent.
     _create_if_missing(frame, path, partition_column)
+    _add_new_columns(frame, path)
     before = _last_commit(frame.sparkSession, path)
     # Optimized write: Delta shuffles the rows by partition value first, so each day gets a few full files instead
     # of a small file from every task that holds some of its rows.
@@ -201,14 +219,22 @@ def replace_quarantine(quarantine: DataFrame, path: str, first_day: date, last_d
     return _replace_where(quarantine, path, predicate, "event_date", Table.QUARANTINE)
 
 
-def replace_kpis(kpis: DataFrame, path: str, periods: Periods) -> int:
-    """Overwrite exactly the kpis rows of `periods` (for each kind, a set of period starts); the rows written."""
+def replace_kpis(kpis: DataFrame, path: str, periods: Periods, table: Table = Table.KPIS) -> int:
+    """Overwrite exactly the rows of `periods` (for each kind, a set of period starts) in the kpis table, or in
+    another table of periods (action_kpis); the rows written."""
     predicate = " OR ".join(
         f"(period = '{period.value}' AND period_start IN ({', '.join(_date(start) for start in sorted(starts))}))"
         for period, starts in periods.items()
         if starts
     )
-    return _replace_where(kpis, path, predicate, "period", Table.KPIS)
+    return _replace_where(kpis, path, predicate, "period", table)
+
+
+def _comparable(column: str, field: StructField) -> Column:
+    # Spark cannot compare maps; their entries, in key order, compare the same way.
+    if isinstance(field.dataType, MapType):
+        return F.array_sort(F.map_entries(F.col(column)))
+    return F.col(column)
 
 
 def update_sessions(changed: DataFrame, path: str, first_day: date) -> int:
@@ -216,7 +242,9 @@ def update_sessions(changed: DataFrame, path: str, first_day: date) -> int:
     later sessions; the rows updated. Rows already equal are left alone, so a rerun rewrites no file; `first_day`
     is the earliest session_date among `changed` (it prunes the partitions read)."""
     spark = changed.sparkSession
-    differs = ~reduce(and_, [F.col(f"stored.{c}").eqNullSafe(F.col(f"run.{c}")) for c in changed.columns])
+    _add_new_columns(changed, path)
+    differs = ~reduce(and_, [_comparable(f"stored.{c}", kind).eqNullSafe(_comparable(f"run.{c}", kind))
+                             for c, kind in zip(changed.columns, changed.schema.fields)])
     result = (
         delta_table(spark, path).alias("stored")
         .merge(

@@ -127,7 +127,7 @@ def test_spark_submit_on_a_standalone_cluster_writes_the_tables_a_local_run_writ
     assert "rows read" in done.stdout
     # A line per stage, with its day range, row counts and seconds.
     assert re.search(rf"\({FIRST}\.\.{LAST}\): merge users: new \d+, updated 0, deleted 0 \(\d+\.\d s\)", done.stdout)
-    for table in (Table.SESSIONS, Table.USERS, Table.KPIS, Table.QUARANTINE):
+    for table in (Table.SESSIONS, Table.USERS, Table.KPIS, Table.ACTION_KPIS, Table.QUARANTINE):
         cluster = spark.read.format("delta").load(str(tmp_path / "cluster" / table.value)).drop("run_id")
         local = spark.read.format("delta").load(str(tmp_path / "local" / table.value)).drop("run_id")
         assert local.count() > 0

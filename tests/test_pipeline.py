@@ -314,3 +314,121 @@ def test_json_rows_in_a_folder_that_is_not_a_date_are_quarantined(spark, job):
         [Row(event_date=None, reject_reason="missing_event_date")],
     )
     assert [r.user_id for r in table(spark, root, "sessions").collect()] == ["u1"]
+
+
+# Monday 2 Nov 2026 with engagement metrics: purchase and signup convert, heartbeat is not an action. u1 views at
+# 10:00 and buys at 11:15; the heartbeats at 10:25 and 10:50 would bridge the 75-minute gap if they counted, so u1
+# has two bounces, the second converting. u2: search 09:00, purchase 09:10, view 09:20: one session of 3 actions
+# over 20 minutes, converting at its 2nd action. u3 only sends a heartbeat: no session, no user.
+ENGAGEMENT = [
+    ("u1", "e1", "view", "2026-11-02T10:00:00", "ios", "DE"),
+    ("u1", "e2", "heartbeat", "2026-11-02T10:25:00", "ios", "DE"),
+    ("u1", "e3", "heartbeat", "2026-11-02T10:50:00", "ios", "DE"),
+    ("u1", "e4", "purchase", "2026-11-02T11:15:00", "ios", "DE"),
+    ("u2", "e5", "search", "2026-11-02T09:00:00", "web", "BR"),
+    ("u2", "e6", "purchase", "2026-11-02T09:10:00", "web", "BR"),
+    ("u2", "e7", "view", "2026-11-02T09:20:00", "web", "BR"),
+    ("u3", "e8", "heartbeat", "2026-11-02T12:00:00", "web", "BR"),
+]
+
+
+def engagement_job(root: Path) -> Path:
+    config = root / "engagement.yaml"
+    config.write_text(
+        f"input: {{path: {root / 'events'}}}\noutput: {{path: {root / 'out'}}}\n"
+        "sessionization: {non_interactive_events: [heartbeat]}\n"
+        "metrics: {conversion_events: [purchase, signup]}\n"
+    )
+    return config
+
+
+def test_engagement_metrics_flow_from_events_to_sessions_kpis_and_action_kpis(spark, tmp_path, capsys):
+    write_events(spark, tmp_path / "events", ENGAGEMENT)
+
+    assert run(engagement_job(tmp_path), "--date", "2026-11-02") == 0
+
+    sessions = table(spark, tmp_path, "sessions").select(
+        "user_id", "session_start", "actions", "duration_seconds", "is_bounce", "is_engaged", "conversions",
+        "converted", "first_conversion_ts", "actions_to_conversion",
+        F.array_sort(F.map_entries("action_counts")).alias("action_counts"),
+    )
+    assertDataFrameEqual(
+        sessions,
+        [Row(user_id="u1", session_start=utc("2026-11-02T10:00:00"), actions=1, duration_seconds=0.0, is_bounce=True,
+             is_engaged=False, conversions=0, converted=False, first_conversion_ts=None, actions_to_conversion=None,
+             action_counts=[("view", 1)]),
+         Row(user_id="u1", session_start=utc("2026-11-02T11:15:00"), actions=1, duration_seconds=0.0, is_bounce=True,
+             is_engaged=True, conversions=1, converted=True, first_conversion_ts=utc("2026-11-02T11:15:00"),
+             actions_to_conversion=1, action_counts=[("purchase", 1)]),
+         Row(user_id="u2", session_start=utc("2026-11-02T09:00:00"), actions=3, duration_seconds=1200.0,
+             is_bounce=False, is_engaged=True, conversions=1, converted=True,
+             first_conversion_ts=utc("2026-11-02T09:10:00"), actions_to_conversion=2,
+             action_counts=[("purchase", 1), ("search", 1), ("view", 1)])],
+    )
+    assert sorted(r.user_id for r in table(spark, tmp_path, "users").collect()) == ["u1", "u2"]
+    # Durations 0, 0 and 1200 s: median 0, p90 at rank 2 x 0.9 = 1.8, 0 + 0.8 x 1200 = 960.
+    day = table(spark, tmp_path, "kpis").where("period = 'day' AND dimension = 'all'").select(
+        "sessions", "users", "actions", "avg_duration_seconds", "median_duration_seconds", "p90_duration_seconds",
+        "bounces", "engaged_sessions", "converting_sessions", "converting_users", "conversion_rate",
+        "user_conversion_rate",
+    )
+    assertDataFrameEqual(
+        day,
+        [Row(sessions=3, users=2, actions=5, avg_duration_seconds=400.0, median_duration_seconds=0.0,
+             p90_duration_seconds=960.0, bounces=2, engaged_sessions=2, converting_sessions=2, converting_users=2,
+             conversion_rate=2 / 3, user_conversion_rate=1.0)],
+    )
+    mix = table(spark, tmp_path, "action_kpis").where("period = 'day' AND dimension = 'all'").select(
+        "event_name", "actions", "sessions_with_action", "users_with_action", "share_of_actions", "is_complete"
+    )
+    assertDataFrameEqual(
+        mix,
+        [Row(event_name="purchase", actions=2, sessions_with_action=2, users_with_action=2, share_of_actions=0.4,
+             is_complete=True),
+         Row(event_name="view", actions=2, sessions_with_action=2, users_with_action=2, share_of_actions=0.4,
+             is_complete=True),
+         Row(event_name="search", actions=1, sessions_with_action=1, users_with_action=1, share_of_actions=0.2,
+             is_complete=True)],
+    )
+
+    # Heartbeats are accounted for as their own term; signup never occurred, and the summary says so.
+    printed = capsys.readouterr().out
+    assert "rows read 8 = sessionized 5 + quarantined 0 + deduplicated 0 + non-interactive 3" in printed
+    assert "configured events never seen (a typo in the config?): signup" in printed
+    record = table(spark, tmp_path, "runs").first()
+    assert (record.rows_non_interactive, record.configured_events_seen) == (
+        3, {"purchase": 2, "signup": 0, "heartbeat": 3}
+    )
+    assert record.action_names_folded == 0
+
+
+def test_tables_of_an_earlier_version_gain_the_new_columns_null_in_their_old_rows(spark, job):
+    root, config = job
+    write_events(spark, root / "events", MONDAY)
+    assert run(config, "--date", "2026-11-02") == 0
+    # As an earlier version left them: sessions and kpis without the engagement columns, no action_kpis.
+    earlier = {
+        "sessions": ["session_id", "user_id", "session_start", "session_end", "duration_seconds", "actions",
+                     "session_number", "session_date", "platform", "country"],
+        "kpis": ["period", "period_start", "dimension", "dimension_value", "sessions", "users", "actions", "aps",
+                 "spu", "is_complete"],
+    }
+    for name, columns in earlier.items():
+        old = table(spark, root, name).select(*columns).localCheckpoint()
+        old.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(str(root / "out" / name))
+    shutil.rmtree(root / "out" / "action_kpis")
+    write_events(spark, root / "events", [("u1", "e9", "view", "2026-11-03T10:05:00", "ios", "DE")])
+
+    assert run(config, "--date", "2026-11-03") == 0
+
+    sessions = table(spark, root, "sessions").select("user_id", "session_date", "actions", "is_bounce")
+    assertDataFrameEqual(
+        sessions,
+        [Row(user_id="u1", session_date=MON, actions=2, is_bounce=None),
+         Row(user_id="u1", session_date=MON, actions=1, is_bounce=None),
+         Row(user_id="u2", session_date=MON, actions=2, is_bounce=None),
+         Row(user_id="u1", session_date=TUE, actions=1, is_bounce=True)],
+    )
+    tuesday = table(spark, root, "kpis").where("period = 'day' AND period_start = '2026-11-03' AND dimension = 'all'")
+    assert [(r.sessions, r.bounces) for r in tuesday.collect()] == [(1, 1)]
+    assert table(spark, root, "action_kpis").where("period = 'day'").count() > 0

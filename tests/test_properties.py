@@ -1,8 +1,10 @@
 """The incremental invariant, property-based: daily runs in order, with reruns, out of order, and a backfill, each
-with a late file landing part way, leave `sessions`, `users` and `kpis` equal to one run over all the days.
+with a late file landing part way, leave `sessions`, `users`, `kpis` and `action_kpis` equal to one run over all
+the days.
 
 An event set is a few users, each with its own history (bursts that cross midnight, a bot that never pauses and
-hits the 24h cap, resent duplicates, events that arrive late), over the three Berlin days around the switch to
+hits the 24h cap, resent duplicates, events that arrive late; conversions, non-interactive events, and more
+event names than action_kpis keeps), over the three Berlin days around the switch to
 summer time (Sunday 29 March 2026 has 23 hours). A run costs seconds on local Spark even for a few rows, so each
 example packs EVENT_SETS independent event sets into one input, each under its own user ids: sessions and users
 are per user, so the tables equal the full run's exactly when every event set's rows do. Each kind of schedule is
@@ -29,6 +31,8 @@ START = datetime(2026, 3, 27, 23, 0)  # Saturday 28 March 00:00 in Berlin, in UT
 SPAN_MINUTES = (24 + 23 + 24) * 60  # the three Berlin days
 GAPS = (1, 5, 29, 30, 31, 45, 120, 600)  # minutes: around the 30m timeout, and longer
 EVENT_SETS = 8
+# buy converts and ping is not an action (configure); with at most 2 names per group, the third folds into (other).
+NAMES = ("view", "view", "search", "buy", "ping")
 # One event per UTC date the runs need, so no run stops on a missing partition.
 FILLER = [("filler", f"f{d}", "view", f"2026-03-{d}T23:30:00", "web", "PT") for d in (27, 28, 29, 30)]
 
@@ -54,7 +58,7 @@ def event_set(rng: random.Random, name: str) -> tuple[list[tuple], list[tuple]]:
     users = []
     for n in range(rng.randint(3, 8)):
         users.extend(rng.choice([person, person, person, bot])(rng, f"{name}u{n}"))
-    rows = [(u, e, "view", (START + timedelta(minutes=m)).isoformat(), "ios", "DE") for u, e, m in users
+    rows = [(u, e, rng.choice(NAMES), (START + timedelta(minutes=m)).isoformat(), "ios", "DE") for u, e, m in users
             if m < SPAN_MINUTES]
     delay = rng.randint(0, 5)
     copies = [(u, e, n, (datetime.fromisoformat(t) + timedelta(minutes=delay)).isoformat(), p, c)
@@ -114,6 +118,8 @@ def configure(root: Path) -> Path:
     config.write_text(
         f"input: {{path: {root / 'events'}}}\noutput: {{path: {root / 'out'}}}\n"
         "reporting: {timezone: Europe/Berlin, segments: [platform, country]}\n"
+        "sessionization: {non_interactive_events: [ping]}\n"
+        "metrics: {conversion_events: [buy], max_action_names: 2}\n"
     )
     return config
 
@@ -150,7 +156,7 @@ def test_daily_runs_reruns_out_of_order_runs_and_backfills_with_late_files_equal
             if late:
                 assert run(daily, "--date", DAYS[-1]) == 0
 
-            for name in ("sessions", "users", "kpis"):
+            for name in ("sessions", "users", "kpis", "action_kpis"):
                 assertDataFrameEqual(
                     table(spark, Path(folder) / "daily", name), table(spark, Path(folder) / "full", name)
                 )
