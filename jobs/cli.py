@@ -17,7 +17,7 @@ from jobs.write import OutputError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CONFIG = Path("conf/sessionlake.yaml")
+SAMPLE_CONFIG = Path("conf/sample.yaml")  # the sample's rules: the defaults, with purchase as its conversion
 
 
 def _iso_date(text: str) -> date:
@@ -51,7 +51,7 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output", help="override output.path (in place of output.catalog, if the config has one)")
 
     sample = commands.add_parser("sample", parents=[common], help="generate sample events and sessionize them")
-    sample.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="config for the rules (default %(default)s)")
+    sample.add_argument("--config", type=Path, default=SAMPLE_CONFIG, help="config for the rules (default %(default)s)")
     sample.add_argument("--events", default="data/sample/events", help="where to write the events, replacing them")
     sample.add_argument("--output", default="data/sample/out", help="where to write the tables")
     sample.add_argument("--users", type=_positive_int, default=3_000)

@@ -129,7 +129,9 @@ def _duckdb(events_path: str, out: Path, threads: int) -> int:
 
 
 def _sessionlake(spark: SparkSession, events_path: str, out: Path, days: int) -> None:
-    config = JobConfig.model_validate({"input": {"path": events_path}, "output": {"path": str(out)}})
+    # The sample's config: purchase converts. A --baseline-rev older than the metrics section runs without it.
+    rules = {"metrics": {"conversion_events": ["purchase"]}} if "metrics" in JobConfig.model_fields else {}
+    config = JobConfig.model_validate({"input": {"path": events_path}, "output": {"path": str(out)}, **rules})
     pipeline.run(spark, config, FIRST_DAY, FIRST_DAY + timedelta(days=days - 1))
 
 
@@ -179,9 +181,9 @@ def _process_tree_rss(root: int) -> int:
     return total
 
 
-def _measure(command: list[str]) -> dict:
+def _measure(command: list[str], env: dict[str, str] | None = None) -> dict:
     """Run a contender's process: its JSON report, plus the peak RSS of its process tree (polled every 0.2 s)."""
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
     peak = 0
     while process.poll() is None:
         peak = max(peak, _process_tree_rss(process.pid))
@@ -205,16 +207,34 @@ def _compare(args: argparse.Namespace, events_path: Path) -> dict[str, list[dict
     script = [sys.executable, str(Path(__file__).resolve())]
     common = ["--days", str(args.days), "--threads", str(args.threads), "--events-path", str(events_path)]
     contenders = [c for c in CONTENDERS if c in args.contenders.split(",")]
-    runs: dict[str, list[dict]] = {name: [] for name in contenders}
+    envs = {name: None for name in contenders}
+    if args.baseline_rev:
+        envs[f"sessionlake@{args.baseline_rev}"] = os.environ | {"PYTHONPATH": str(_export(args, args.baseline_rev))}
+    runs: dict[str, list[dict]] = {name: [] for name in envs}
     for round_number in range(args.rounds):
-        order = contenders if round_number % 2 == 0 else list(reversed(contenders))
+        order = list(envs) if round_number % 2 == 0 else list(reversed(envs))
         for name in order:
             out = args.workdir / "out" / name
-            report = _measure([*script, "--contender", name, "--out", str(out), *common])
+            contender = name.split("@")[0]
+            report = _measure([*script, "--contender", contender, "--out", str(out), *common], envs[name])
             print(f"round {round_number + 1}: {name}: {report['seconds']:.1f} s, "
                   f"peak {report['peak_rss_bytes'] / 2**30:.2f} GiB, {report['sessions']:,} sessions", flush=True)
             runs[name].append(report)
     return runs
+
+
+def _export(args: argparse.Namespace, rev: str) -> Path:
+    """The `jobs` package of git revision `rev`, exported under --workdir: a child process with PYTHONPATH set to
+    the returned folder imports it instead of the working tree's (PYTHONPATH comes before the editable install)."""
+    root = Path(__file__).resolve().parent.parent
+    commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", rev], check=True, capture_output=True,
+                            text=True).stdout.strip()
+    folder = (args.workdir / f"rev-{commit}").resolve()
+    if not (folder / "jobs").exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "-C", str(root), "archive", commit, "jobs"], check=True, capture_output=True)
+        subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+    return folder
 
 
 def main() -> None:
@@ -231,6 +251,8 @@ def main() -> None:
                         "so that the heavy user's day is cut into capped sessions")
     parser.add_argument("--bot-max-events-per-day", type=int, help="with --skew: validation.bot_max_events_per_day, "
                         "which quarantines the heavy user's day")
+    parser.add_argument("--baseline-rev", help="also run sessionlake with the code of this git revision (e.g. the "
+                        "commit before a feature), as the contender sessionlake@REV")
     parser.add_argument("--incremental", type=int, default=0,
                         help="measure a daily run on day 2 against day N of history (N days of --events events)")
     # A child process's work:

@@ -91,6 +91,9 @@ def test_the_sample_command_generates_events_and_sessionizes_them(spark, tmp_pat
     printed = capsys.readouterr().out
     assert printed.startswith("sessionlake: 2026-11-01..2026-11-02 (UTC)")
     assert "day    2026-11-02" in printed
+    # Engagement beside APS and SPU; the sample's config makes purchase its conversion.
+    assert "APS    SPU  median s    p90 s  bounce  engaged  convert" in printed
+    assert "configured events never seen" not in printed
 
 
 def test_the_sample_size_must_be_positive(capsys):
