@@ -1,4 +1,5 @@
-"""Sessions + users' first_seen -> APS and SPU by period (day, week, month) and segment (KPI_COLUMNS)."""
+"""Sessions + users' first_seen -> KPIs by period (day, week, month) and segment (KPI_COLUMNS: APS, SPU,
+duration, bounces, engagement, conversions) and the action mix (ACTION_KPI_COLUMNS)."""
 
 from __future__ import annotations
 
@@ -135,7 +136,9 @@ def _in_groups(frame: DataFrame, segments: tuple[str, ...], *measures: str) -> D
     )
 
 
-def _duration_percentiles(sessions: DataFrame, users: DataFrame, segments: tuple[str, ...], timezone: str):
+def _duration_percentiles(
+    sessions: DataFrame, users: DataFrame, segments: tuple[str, ...], timezone: str
+) -> DataFrame:
     # Exact percentiles need every duration of a group. Sessions of one day, first-seen day and segment values
     # with the same duration count once, with their number as its frequency (bounces, all 0 s, mostly).
     durations = (
@@ -223,7 +226,6 @@ def kpis_by_period(sessions: DataFrame, users: DataFrame, segments: tuple[str, .
     )
 
 
-
 OTHER_ACTIONS = "(other)"
 
 # The action_kpis table's columns; is_complete is added by with_completeness.
@@ -251,8 +253,11 @@ def _named_actions(sessions: DataFrame, users: DataFrame, segments: tuple[str, .
 def ranked_actions(sessions: DataFrame, users: DataFrame, segments: tuple[str, ...], timezone: str) -> DataFrame:
     """One row per group (period, period_start, dimension, value) and event name, with actions,
     sessions_with_action, users_with_action and name_rank: 1 for the name with the most actions in the group
-    (ties: the name first in alphabetical order), 2, ..."""
-    by_rank = Window.partitionBy(*GROUP).orderBy(F.col("actions").desc(), F.col("event_name"))
+    (ties: the name first in alphabetical order), 2, ... An event really named OTHER_ACTIONS ranks last, so it is
+    folded into the OTHER_ACTIONS row whenever there is one."""
+    by_rank = Window.partitionBy(*GROUP).orderBy(
+        F.col("event_name") == OTHER_ACTIONS, F.col("actions").desc(), F.col("event_name")
+    )
     return (
         _named_actions(sessions, users, segments, timezone)
         .groupBy(*GROUP, "event_name")
@@ -266,9 +271,14 @@ def ranked_actions(sessions: DataFrame, users: DataFrame, segments: tuple[str, .
     )
 
 
-def folded_names(ranked: DataFrame, max_names: int) -> DataFrame:
-    """The group and event_name of each name past `max_names` in its group (see ranked_actions)."""
-    return ranked.where(F.col("name_rank") > max_names).select(*GROUP, "event_name")
+def has_folded_names(ranked: DataFrame, max_names: int) -> bool:
+    """Whether any group of `ranked` (see ranked_actions) has more than `max_names` names."""
+    return not ranked.where(F.col("name_rank") > max_names).isEmpty()
+
+
+def folded_name_count(ranked: DataFrame, max_names: int) -> int:
+    """How many distinct event names are past `max_names` in some group of `ranked`."""
+    return ranked.where(F.col("name_rank") > max_names).select("event_name").distinct().count()
 
 
 def action_kpis_by_period(
@@ -277,20 +287,20 @@ def action_kpis_by_period(
     segments: tuple[str, ...],
     timezone: str,
     ranked: DataFrame,
-    folded: DataFrame | None,
     max_names: int,
+    fold: bool = True,
 ) -> DataFrame:
     """One row per group and event name (ACTION_KPI_COLUMNS): the action mix, from sessions' action_counts.
 
-    In each group the `max_names` names with the most actions keep their own row (see ranked_actions); the rest
-    are summed into one row named OTHER_ACTIONS, whose sessions and users are those with any of the folded names,
-    each counted once. `folded` is folded_names(ranked, max_names), or None when no group has that many names (then
-    the sessions are not read again). actions_per_session = actions / all sessions of the group, share_of_actions =
-    actions / all actions of the group.
+    `ranked` is ranked_actions of the same sessions. In each group the `max_names` names with the most actions
+    keep their own row; the rest are summed into one row named OTHER_ACTIONS, whose sessions and users are those
+    with any of the folded names, each counted once. `fold=False` says no group has more than `max_names` names
+    (has_folded_names is false), so the sessions need not be read again to find them. actions_per_session =
+    actions / all sessions of the group, share_of_actions = actions / all actions of the group.
     """
     kept = ranked.where(F.col("name_rank") <= max_names).drop("name_rank")
-    if folded is not None:
-        kept = kept.unionByName(_other_actions(sessions, users, segments, timezone, folded))
+    if fold:
+        kept = kept.unionByName(_other_actions(sessions, users, segments, timezone, kept.select(*GROUP, "event_name")))
     totals = (
         sessions
         .groupBy("session_date", *segments, "user_id")
@@ -314,16 +324,18 @@ def action_kpis_by_period(
 
 
 def _other_actions(
-    sessions: DataFrame, users: DataFrame, segments: tuple[str, ...], timezone: str, folded: DataFrame
+    sessions: DataFrame, users: DataFrame, segments: tuple[str, ...], timezone: str, kept: DataFrame
 ) -> DataFrame:
-    # Sessions and users with several folded names count once in (other): this needs each session, not sums.
+    # Sessions and users with several folded names count once in (other): this needs each session, not sums. Every
+    # name not kept in its group is folded; the kept names are at most max_names per group, the folded ones may be
+    # millions of free-text names.
     per_session = (
         sessions
         .select("user_id", "session_id", "session_date", *segments,
                 F.explode("action_counts").alias("event_name", "count"))
         .transform(_with_first_seen_day, users, timezone)
         .transform(_in_groups, segments, "user_id", "session_id", "event_name", "count")
-        .join(F.broadcast(folded), on=[*GROUP, "event_name"], how="inner")  # folded: a row per rare name and group
+        .join(kept, on=[*GROUP, "event_name"], how="left_anti")
         .groupBy(*GROUP, "user_id", "session_id")
         .agg(F.sum("count").alias("actions"))
     )

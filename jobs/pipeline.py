@@ -37,7 +37,7 @@ from jobs.metrics import (
     Periods,
     action_kpis_by_period,
     complete_periods,
-    folded_names,
+    folded_name_count,
     ranked_actions,
     days_of,
     in_periods,
@@ -90,12 +90,12 @@ from jobs.runs import (
 from jobs.sessionize import session_marks, session_schema, to_sessions
 from jobs.validate import (
     REASONS,
-    actions,
     is_named,
     to_quarantine,
     valid_events,
     with_bot_user_days,
     with_reject_reason,
+    without_non_interactive,
 )
 from jobs.write import (
     append_run,
@@ -521,8 +521,8 @@ def _process(
     unpartitioned = not fingerprints and config.input.format is InputFormat.DELTA
     present = unpartitioned_days(events) if unpartitioned else set(fingerprints)
     _require_every_day(present, config, first_day, last_day)
-    # The run accounts for the rows of its own partitions: each is quarantined, deduplicated or sessionized. The
-    # three counts are taken at three different steps, so a row lost or duplicated between them shows.
+    # The run accounts for the rows of its own partitions: each is quarantined, non-interactive, deduplicated or
+    # sessionized. The counts are taken at three different steps, so a row lost or duplicated between them shows.
     is_own_row = _is_owned_by_run(first_day, last_day)
     non_interactive = rules.non_interactive_events
     configured_events = (*config.metrics.conversion_events, *non_interactive)
@@ -531,7 +531,7 @@ def _process(
     checked = (
         events
         .transform(with_reject_reason, config.validation.partition_tolerance)
-        .transform(with_bot_user_days, config.validation.bot_max_events_per_day)
+        .transform(with_bot_user_days, config.validation.bot_max_events_per_day, rules.non_interactive_events)
     )
     observed = (
         checked
@@ -553,12 +553,13 @@ def _process(
     )
     anchors = latest_sessions_before(lookback, lookback_start, first_instant)
     marks = session_marks(
-        actions(valid_events(observed), non_interactive), rules.inactivity_timeout, rules.max_session_duration,
+        without_non_interactive(valid_events(observed), non_interactive), rules.inactivity_timeout, rules.max_session_duration,
         segments, resume_points(anchors, context_start, first_instant), dedup, is_own_row,
     ).persist(StorageLevel.DISK_ONLY)  # read by each branch of to_sessions: the events' windows then run once
+    engagement = config.metrics.engagement
     new_sessions = to_sessions(
         marks, rules.max_session_duration, segments, timezone, config.metrics.conversion_events,
-        config.metrics.engagement,
+        engagement.min_duration, engagement.min_actions,
     )
     stored_from = stored.where(F.col("session_date") >= F.lit(first_day))
     old_run_sessions = stored_from.where(F.col("session_date") <= F.lit(last_day))
@@ -674,15 +675,12 @@ def _write_action_kpis(
     segments, timezone = config.reporting.segments, config.reporting.timezone
     users = read_table(spark, config.output.table_path(Table.USERS))
     max_names = config.metrics.max_action_names
-    # Few rows (groups x names), read by the check below and by the table: computed once.
+    # Few rows (groups x names), read by the checks below and by the table: computed once.
     ranked = ranked_actions(current, users, segments, timezone).where(in_periods(periods)).persist()
     try:
-        folded = folded_names(ranked, max_names)
-        names_folded = folded.select("event_name").distinct().count()
+        names_folded = folded_name_count(ranked, max_names)
         action_kpis = (
-            action_kpis_by_period(
-                current, users, segments, timezone, ranked, folded if names_folded else None, max_names
-            )
+            action_kpis_by_period(current, users, segments, timezone, ranked, max_names, fold=names_folded > 0)
             .transform(with_completeness, complete_periods(periods, processed))
         )
         path = config.output.table_path(Table.ACTION_KPIS)
@@ -754,15 +752,19 @@ def summary(spark: SparkSession, config: JobConfig, first_day: date, last_day: d
         f" {'median s':>9} {'p90 s':>8} {'bounce':>7} {'engaged':>8} {'convert':>8}",
     ]
 
-    def percent(rate: float) -> str:
-        return f"{100 * rate:.1f}%"
+    # A row written by a version without a column has null in it: shown as "-".
+    def seconds(value: float | None) -> str:
+        return "-" if value is None else f"{value:,.1f}"
+
+    def percent(rate: float | None) -> str:
+        return "-" if rate is None else f"{100 * rate:.1f}%"
 
     for row in kpi_rows:
         partial = "" if row["is_complete"] else "  (incomplete)"
         lines.append(
             f"{row['period']:<6} {row['period_start'].isoformat():<10} {row['sessions']:>10,} {row['users']:>8,}"
             f" {row['actions']:>11,} {row['aps']:>7.2f} {row['spu']:>6.2f}"
-            f" {row['median_duration_seconds']:>9,.1f} {row['p90_duration_seconds']:>8,.1f}"
+            f" {seconds(row['median_duration_seconds']):>9} {seconds(row['p90_duration_seconds']):>8}"
             f" {percent(row['bounce_rate']):>7} {percent(row['engagement_rate']):>8}"
             f" {percent(row['conversion_rate']):>8}{partial}"
         )

@@ -20,6 +20,8 @@ _SECONDS_PER_DAY = 86_400
 
 
 def _pick(uniform: Column, choices: tuple[tuple[str, float], ...]) -> Column:
+    # `uniform` must be a column already drawn, never F.rand() itself: each branch of the CASE would then draw
+    # from its own generator, advanced only on the rows that reach it, and the later values would come out rare.
     picked = F.when(uniform < choices[0][1], F.lit(choices[0][0]))
     for value, threshold in choices[1:]:
         picked = picked.when(uniform < threshold, F.lit(value))
@@ -40,11 +42,15 @@ def generate_events(
         spark.range(users, numPartitions=partitions)
         .select(
             F.concat(F.lit("u"), F.lpad(F.col("id").cast("string"), 7, "0")).alias("user_id"),
-            _pick(F.rand(seed), _PLATFORMS).alias("platform"),
-            _pick(F.rand(seed + 1), _COUNTRIES).alias("country"),
+            F.rand(seed).alias("platform_draw"),
+            F.rand(seed + 1).alias("country_draw"),
             # Pareto-like activity in [1, 25): most users are light, a few are heavy.
             F.least(F.pow(F.rand(seed + 2) + F.lit(1e-9), F.lit(-0.6)), F.lit(25.0)).alias("activity"),
         )
+        .withColumns(
+            {"platform": _pick(F.col("platform_draw"), _PLATFORMS), "country": _pick(F.col("country_draw"), _COUNTRIES)}
+        )
+        .drop("platform_draw", "country_draw")
     )
     sessions = (
         people
@@ -65,10 +71,11 @@ def generate_events(
     events = (
         sessions
         .select("*", F.explode(F.sequence(F.lit(0), F.col("events_in_session") - 1)).alias("event_index"))
+        .withColumn("name_draw", F.rand(seed + 10))
         .select(
             "user_id",
             F.md5(F.concat_ws(":", "user_id", "day_index", "session_index", "event_index", F.lit(seed))).alias("event_id"),
-            _pick(F.rand(seed + 10), _EVENT_NAMES).alias("event_name"),
+            _pick(F.col("name_draw"), _EVENT_NAMES).alias("event_name"),
             F.timestamp_micros(((day_start + F.col("start_second") + offset_seconds) * 1_000_000).cast("long")).alias(
                 "event_ts"
             ),

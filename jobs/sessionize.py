@@ -9,7 +9,6 @@ from datetime import timedelta
 from pyspark.sql import Column, DataFrame, Observation, Window, WindowSpec
 from pyspark.sql import functions as F
 
-from jobs.config import Engagement
 from jobs.dates import local_date
 
 # A segment value that is null or blank on a session's first event.
@@ -204,7 +203,8 @@ def to_sessions(
     segments: tuple[str, ...],
     timezone: str,
     conversion_events: tuple[str, ...] = (),
-    engagement: Engagement = Engagement(),
+    engaged_duration: timedelta = timedelta(seconds=10),
+    engaged_actions: int = 2,
 ) -> DataFrame:
     """Session marks (see session_marks) -> one row per session; session_number is left for later.
 
@@ -217,7 +217,8 @@ def to_sessions(
     Segment values come from the first event; null or blank is "unknown". session_date is the reporting-zone
     date of session_start. Engagement columns: is_bounce (one action), conversions (events named in
     `conversion_events`), first_conversion_ts and actions_to_conversion (actions up to and including the first
-    conversion), is_engaged (`engagement`'s duration or actions reached, or converted), action_counts.
+    conversion), is_engaged (lasts `engaged_duration`, or has `engaged_actions` actions, or converts),
+    action_counts.
     """
     first_pieces = marks.where(F.col("piece_index") == 0).withColumn("session_key", F.lit(0).cast("long"))
     capped_pieces = marks.where(F.col("piece_index") > 0).transform(_capped_pieces, _micros(max_session_duration))
@@ -225,8 +226,8 @@ def to_sessions(
     duration_us = F.col("last_us") - first_us
     session_start = F.timestamp_micros(first_us)
     is_engaged = (
-        (duration_us >= _micros(engagement.min_duration))
-        | (F.col("actions") >= engagement.min_actions)
+        (duration_us >= _micros(engaged_duration))
+        | (F.col("actions") >= engaged_actions)
         | (F.col("conversions") > 0)
     )
     return (
@@ -324,7 +325,8 @@ def sessionize(
     timezone: str,
     resume_points: DataFrame | None = None,
     conversion_events: tuple[str, ...] = (),
-    engagement: Engagement = Engagement(),
+    engaged_duration: timedelta = timedelta(seconds=10),
+    engaged_actions: int = 2,
 ) -> DataFrame:
     """Valid events in, one row per session out (SESSION_COLUMNS but session_number, then the segments).
 
@@ -332,4 +334,6 @@ def sessionize(
     to_sessions reads twice.
     """
     marks = session_marks(valid_events, inactivity_timeout, max_session_duration, segments, resume_points)
-    return to_sessions(marks, max_session_duration, segments, timezone, conversion_events, engagement)
+    return to_sessions(
+        marks, max_session_duration, segments, timezone, conversion_events, engaged_duration, engaged_actions
+    )

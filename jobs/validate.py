@@ -82,18 +82,26 @@ def with_reject_reason(events: DataFrame, partition_tolerance: timedelta = timed
     return events.withColumn("reject_reason", reason).withColumn("event_ts", parsed_ts).drop(READ_PROBLEM)
 
 
-def with_bot_user_days(checked: DataFrame, max_events_per_day: int | None) -> DataFrame:
+def is_named(names: tuple[str, ...]) -> Column:
+    """True for an event whose event_name is one of `names` (exact match, as written in the config)."""
+    return F.col("event_name").isin(*names) if names else F.lit(False)
+
+
+def with_bot_user_days(
+    checked: DataFrame, max_events_per_day: int | None, non_interactive_events: tuple[str, ...] = ()
+) -> DataFrame:
     """Give reject_reason BOT_USER_DAY to every otherwise valid row of a user with more than `max_events_per_day`
-    distinct event ids in one input partition; None turns the rule off.
+    distinct event ids in one input partition; None turns the rule off. Events named in `non_interactive_events`
+    do not count towards the limit (a heartbeat every 30 s is not a bot), but a bot's are quarantined with the rest.
 
     The count is per partition (a UTC day) because a run reads whole partitions: every run that reads a partition
     sees the same count, so a user-day is flagged the same way whichever run reads it.
     """
     if max_events_per_day is None:
         return checked
-    is_valid = F.col("reject_reason").isNull()
+    is_valid_action = F.col("reject_reason").isNull() & ~is_named(non_interactive_events)
     bot_days = (
-        checked.where(is_valid)
+        checked.where(is_valid_action)
         .groupBy("user_id", "event_date")
         .agg(F.count_distinct("event_id").alias("events"))
         .where(F.col("events") > max_events_per_day)
@@ -114,12 +122,7 @@ def valid_events(checked: DataFrame) -> DataFrame:
     return checked.where(F.col("reject_reason").isNull()).drop("reject_reason", SOURCE_ROW)
 
 
-def is_named(names: tuple[str, ...]) -> Column:
-    """True for an event whose event_name is one of `names` (exact match, as written in the config)."""
-    return F.col("event_name").isin(*names) if names else F.lit(False)
-
-
-def actions(valid: DataFrame, non_interactive_events: tuple[str, ...]) -> DataFrame:
+def without_non_interactive(valid: DataFrame, non_interactive_events: tuple[str, ...]) -> DataFrame:
     """Valid events that are user actions: all but those named in `non_interactive_events`, which never open,
     extend or count in a session."""
     return valid.where(~is_named(non_interactive_events))

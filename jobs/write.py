@@ -167,7 +167,9 @@ def _add_new_columns(frame: DataFrame, table: str) -> None:
     if not new:
         return
     target = table if isinstance(table, TableName) else f"delta.`{table}`"
-    spark.sql(f"ALTER TABLE {target} ADD COLUMNS ({', '.join(f'{f.name} {f.dataType.simpleString()}' for f in new)})")
+    # Delta has no DataFrame call for this; names are quoted, so a segment named like a keyword (order) works.
+    columns = ", ".join(f"`{field.name}` {field.dataType.simpleString()}" for field in new)
+    spark.sql(f"ALTER TABLE {target} ADD COLUMNS ({columns})")
     log.warning("%s: added the columns %s, which this version of the job writes; rows written before are null in "
                 "them until their days are run again (--from/--to)", table, ", ".join(f.name for f in new))
 

@@ -150,6 +150,23 @@ def test_a_user_over_the_bot_limit_is_quarantined_for_that_partition_only(spark,
         "reject_reason IS NOT NULL").count() == 1
 
 
+def test_non_interactive_events_do_not_count_towards_the_bot_limit(spark, tmp_path):
+    folder = tmp_path / "events"
+    # app: 2 actions and 4 heartbeats (limit 3: not a bot); bot: 4 actions and a heartbeat, all quarantined.
+    write_lines(folder, "2026-11-02", [
+        event("app", "a1"), event("app", "a2"),
+        *[event("app", f"h{n}", name="heartbeat") for n in range(4)],
+        *[event("bot", f"b{n}") for n in range(4)], event("bot", "bh", name="heartbeat"),
+    ])
+    spec = InputSpec(path=str(folder), format=InputFormat.JSON)
+
+    flagged = checked(spark, spec).transform(with_bot_user_days, 3, ("heartbeat",))
+
+    assert {r.event_id for r in flagged.where("reject_reason = 'bot_user_day'").collect()} == {
+        "b0", "b1", "b2", "b3", "bh"
+    }
+
+
 # Dataset-level problems: a clear error, and nothing written.
 
 

@@ -8,7 +8,7 @@ from jobs.metrics import (
     Period,
     action_kpis_by_period,
     complete_periods,
-    folded_names,
+    has_folded_names,
     in_periods,
     kpis_by_period,
     periods_of,
@@ -44,9 +44,8 @@ def kpis(spark, sessions, users, timezone="UTC"):
 def action_kpis(spark, sessions, users, max_names=500):
     frame, users = sessions_frame(spark, sessions), spark.createDataFrame(users, USERS)
     ranked = ranked_actions(frame, users, SEGMENTS, "UTC")
-    folded = folded_names(ranked, max_names)
     return action_kpis_by_period(
-        frame, users, SEGMENTS, "UTC", ranked, folded if folded.count() else None, max_names
+        frame, users, SEGMENTS, "UTC", ranked, max_names, fold=has_folded_names(ranked, max_names)
     )
 
 
@@ -219,6 +218,19 @@ def test_duration_is_averaged_and_its_median_and_p90_are_exact_percentiles_inter
     assert day.p90_duration_seconds == pytest.approx(76.0)
 
 
+def test_equal_durations_each_count_in_the_percentiles(spark):
+    # Durations 0, 0, 0 and 100 s (three bounces, counted once each): the median at rank 1.5 is 0, the p90 at rank
+    # 2.7 is 0 + 0.7 x 100 = 70. Were the three zeros one value, the median would be 50.
+    frame = kpis(
+        spark,
+        [session("u1", 1, MON), session("u2", 1, MON), session("u3", 1, MON), session("u4", 5, MON, duration=100.0)],
+        [(u, LONG_AGO) for u in ("u1", "u2", "u3", "u4")],
+    )
+
+    day = row(frame, "day", MON)
+    assert (day.median_duration_seconds, day.p90_duration_seconds) == (0.0, pytest.approx(70.0))
+
+
 def test_bounce_engagement_and_conversion_rates_sit_beside_their_counts(spark):
     # u1: a bounce that converts, and an engaged session; u2: a bounce; u3: an engaged session that converts.
     frame = kpis(
@@ -294,3 +306,13 @@ def test_names_tied_on_actions_are_kept_in_alphabetical_order(spark):
 
     names = frame.where("period = 'day' AND dimension = 'all'").select("event_name", "actions")
     assertDataFrameEqual(names, [Row(event_name="add", actions=1), Row(event_name="(other)", actions=1)])
+
+
+def test_an_event_really_named_other_is_folded_with_the_names_past_the_cap(spark):
+    # Cap 1: view (3) is kept; "(other)" (2, a real event name) ranks last and folds with like (1): one row.
+    frame = action_kpis(
+        spark, [session("u1", 6, MON, counts={"view": 3, "(other)": 2, "like": 1})], [("u1", LONG_AGO)], max_names=1
+    )
+
+    names = frame.where("period = 'day' AND dimension = 'all'").select("event_name", "actions")
+    assertDataFrameEqual(names, [Row(event_name="view", actions=3), Row(event_name="(other)", actions=3)])

@@ -9,7 +9,6 @@ from pyspark.sql import Row
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from jobs.config import Engagement
 from jobs.sessionize import (
     drop_duplicate_events,
     session_marks,
@@ -247,7 +246,10 @@ def test_sessions_follow_the_rules_one_event_at_a_time(spark, seed, cap_minutes)
         Row(session_id=hashlib.md5(f'{{"user_id":"{user}","event_id":"{s["first"]}"}}'.encode()).hexdigest(),
             user_id=user, session_start=s["start"], session_end=s["end"], actions=s["actions"], platform=s["platform"],
             action_counts=sorted(s["counts"].items()), conversions=s["conversions"],
-            first_conversion_ts=s["first_conversion"], actions_to_conversion=s["to_conversion"])
+            first_conversion_ts=s["first_conversion"], actions_to_conversion=s["to_conversion"],
+            duration_seconds=(s["end"] - s["start"]).total_seconds(), is_bounce=s["actions"] == 1,
+            is_engaged=s["end"] - s["start"] >= timedelta(seconds=10) or s["actions"] >= 2 or s["conversions"] > 0,
+            converted=s["conversions"] > 0)
         for user, timeline in timelines.items()
         for s in reference_sessions(timeline, THIRTY_MINUTES, cap, ("buy",))
     ]
@@ -255,7 +257,7 @@ def test_sessions_follow_the_rules_one_event_at_a_time(spark, seed, cap_minutes)
         "session_id", "user_id", "session_start", "session_end", "actions", "platform",
         # As a sorted list of (name, count): rows compare and sort, maps do not.
         F.array_sort(F.map_entries("action_counts")).alias("action_counts"), "conversions", "first_conversion_ts",
-        "actions_to_conversion",
+        "actions_to_conversion", "duration_seconds", "is_bounce", "is_engaged", "converted",
     )
     assertDataFrameEqual(actual, expected)
 
@@ -394,11 +396,11 @@ def test_reporting_days_follow_daylight_saving_time(spark):
     )
 
 
-def named(spark, *rows, conversions=("purchase", "signup"), engagement=Engagement(), cap=ONE_DAY):
+def named(spark, *rows, conversions=("purchase", "signup"), engaged=(timedelta(seconds=10), 2), cap=ONE_DAY):
     """Sessionize rows of (user_id, event_id, 'HH:MM:SS' on 2 Nov 2026 UTC, event_name)."""
     full = [(u, e, name, utc(f"2026-11-02T{t}"), "ios", "DE") for u, e, t, name in rows]
     frame = spark.createDataFrame(full, EVENTS)
-    return sessionize(frame, THIRTY_MINUTES, cap, SEGMENTS, "UTC", conversion_events=conversions, engagement=engagement)
+    return sessionize(frame, THIRTY_MINUTES, cap, SEGMENTS, "UTC", None, conversions, *engaged)
 
 
 def test_a_bounce_is_a_session_of_exactly_one_action(spark):
@@ -457,7 +459,7 @@ def test_a_session_is_engaged_by_its_duration_its_actions_or_a_conversion(spark)
         ("u3", "e5", "10:00:00", "view"), ("u3", "e6", "10:00:00", "view"), ("u3", "e7", "10:00:00", "view"),
         ("u4", "e8", "10:00:00", "signup"),
         ("u5", "e9", "10:00:00", "view"),
-        engagement=Engagement(min_duration=timedelta(seconds=10), min_actions=3),
+        engaged=(timedelta(seconds=10), 3),
     )
 
     assertDataFrameEqual(
@@ -497,3 +499,15 @@ def test_marking_sessions_shuffles_the_events_once_by_user(spark):
     # reads only the marks.
     assert plan.count("Exchange hashpartitioning(user_id") == 1
     assert plan.count("Exchange") == 1
+
+
+def test_summing_up_sessions_adds_no_shuffle_to_the_events_one_by_user(spark):
+    sessions = run(spark, ("u1", "e1", "2026-11-02T10:00:00"), ("u1", "e2", "2026-11-02T10:10:00"), cap=THIRTY_MINUTES)
+
+    plan = sessions._jdf.queryExecution().executedPlan().toString()
+
+    # Each branch (first sessions, capped sessions, their cuts) starts from the marks, whose plan holds the events'
+    # one shuffle by user (the job persists the marks, so it runs once); summing, cutting and labelling add none.
+    exchanges = [line for line in plan.splitlines() if "Exchange" in line]
+    assert exchanges
+    assert all("Exchange hashpartitioning(user_id" in line and "REPARTITION_BY_COL" in line for line in exchanges)
