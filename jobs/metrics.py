@@ -136,14 +136,11 @@ def _in_groups(frame: DataFrame, segments: tuple[str, ...], *measures: str) -> D
     )
 
 
-def _duration_percentiles(
-    sessions: DataFrame, users: DataFrame, segments: tuple[str, ...], timezone: str
-) -> DataFrame:
+def _duration_percentiles(dated_sessions: DataFrame, segments: tuple[str, ...]) -> DataFrame:
     # Exact percentiles need every duration of a group. Sessions of one day, first-seen day and segment values
     # with the same duration count once, with their number as its frequency (bounces, all 0 s, mostly).
     durations = (
-        sessions
-        .transform(_with_first_seen_day, users, timezone)
+        dated_sessions
         .groupBy("session_date", "first_seen_day", *segments, "duration_seconds")
         .agg(F.count(F.lit(1)).alias("frequency"))
     )
@@ -181,12 +178,13 @@ def kpis_by_period(sessions: DataFrame, users: DataFrame, segments: tuple[str, .
     def ratio(numerator: str, denominator: str) -> Column:
         return F.col(numerator) / F.col(denominator)
 
+    dated = sessions.transform(_with_first_seen_day, users, timezone)
     duration_us = F.round(F.col("duration_seconds") * 1_000_000).cast("long")
-    per_user_and_group = (
-        sessions
-        # Summing per user, day and segment values first changes no total, and shrinks the rows that the
-        # period x dimension expansion below multiplies. Durations add up as whole microseconds: exact, in any order.
-        .groupBy("user_id", "session_date", *segments)
+    # Counts of sessions add up: summed per day, first-seen day and segment values (a few rows per day) before the
+    # period x dimension expansion multiplies them. Durations add up as whole microseconds: exact, in any order.
+    session_counts = (
+        dated
+        .groupBy("session_date", "first_seen_day", *segments)
         .agg(
             F.count(F.lit(1)).alias("sessions"),
             F.sum("actions").alias("actions"),
@@ -195,21 +193,25 @@ def kpis_by_period(sessions: DataFrame, users: DataFrame, segments: tuple[str, .
             count_of("is_engaged").alias("engaged_sessions"),
             count_of("converted").alias("converting_sessions"),
         )
-        .transform(_with_first_seen_day, users, timezone)
-        .transform(_in_groups, segments, "user_id", *_SUMMED)
-        # Then per user in each group, so that users are counted once, whatever days and values they span.
-        .groupBy(*GROUP, "user_id")
+        .transform(_in_groups, segments, *_SUMMED)
+        .groupBy(*GROUP)
         .agg(*[F.sum(c).alias(c) for c in _SUMMED])
     )
-    return (
-        per_user_and_group
+    # Users do not add up: each is counted once per group, whatever days and values they span.
+    user_counts = (
+        dated
+        .groupBy("user_id", "session_date", "first_seen_day", *segments)
+        .agg(F.max("converted").alias("converted"))
+        .transform(_in_groups, segments, "user_id", "converted")
+        .groupBy(*GROUP, "user_id")
+        .agg(F.max("converted").alias("converted"))
         .groupBy(*GROUP)
-        .agg(
-            *[F.sum(c).alias(c) for c in _SUMMED],
-            F.count(F.lit(1)).alias("users"),
-            F.count_if(F.col("converting_sessions") > 0).alias("converting_users"),
-        )
-        .join(_duration_percentiles(sessions, users, segments, timezone), on=list(GROUP), how="left")
+        .agg(F.count(F.lit(1)).alias("users"), count_of("converted").alias("converting_users"))
+    )
+    return (
+        session_counts
+        .join(user_counts, on=list(GROUP), how="inner")
+        .join(_duration_percentiles(dated, segments), on=list(GROUP), how="left")
         .withColumns(
             {
                 "aps": ratio("actions", "sessions"),
@@ -236,17 +238,12 @@ ACTION_KPI_COLUMNS = (
 )
 
 
-def _named_actions(sessions: DataFrame, users: DataFrame, segments: tuple[str, ...], timezone: str) -> DataFrame:
-    # One row per group, user and event name: the user's actions of that name and sessions with one.
+def _named(sessions: DataFrame, users: DataFrame, segments: tuple[str, ...], timezone: str) -> DataFrame:
+    # One row per session and event name in it, with the session's actions of that name and first_seen_day.
     return (
         sessions
         .select("user_id", "session_date", *segments, F.explode("action_counts").alias("event_name", "count"))
-        .groupBy("user_id", "session_date", *segments, "event_name")
-        .agg(F.sum("count").alias("actions"), F.count(F.lit(1)).alias("sessions"))
         .transform(_with_first_seen_day, users, timezone)
-        .transform(_in_groups, segments, "user_id", "event_name", "actions", "sessions")
-        .groupBy(*GROUP, "event_name", "user_id")
-        .agg(F.sum("actions").alias("actions"), F.sum("sessions").alias("sessions"))
     )
 
 
@@ -255,18 +252,32 @@ def ranked_actions(sessions: DataFrame, users: DataFrame, segments: tuple[str, .
     sessions_with_action, users_with_action and name_rank: 1 for the name with the most actions in the group
     (ties: the name first in alphabetical order), 2, ... An event really named OTHER_ACTIONS ranks last, so it is
     folded into the OTHER_ACTIONS row whenever there is one."""
+    named = _named(sessions, users, segments, timezone)
+    # A session holds each name once in action_counts, so sessions with a name add up: summed per day first.
+    name_counts = (
+        named
+        .groupBy("session_date", "first_seen_day", *segments, "event_name")
+        .agg(F.sum("count").alias("actions"), F.count(F.lit(1)).alias("sessions_with_action"))
+        .transform(_in_groups, segments, "event_name", "actions", "sessions_with_action")
+        .groupBy(*GROUP, "event_name")
+        .agg(F.sum("actions").alias("actions"), F.sum("sessions_with_action").alias("sessions_with_action"))
+    )
+    name_users = (
+        named
+        .select("user_id", "session_date", "first_seen_day", *segments, "event_name")
+        .distinct()
+        .transform(_in_groups, segments, "user_id", "event_name")
+        .select(*GROUP, "event_name", "user_id")
+        .distinct()
+        .groupBy(*GROUP, "event_name")
+        .agg(F.count(F.lit(1)).alias("users_with_action"))
+    )
     by_rank = Window.partitionBy(*GROUP).orderBy(
         F.col("event_name") == OTHER_ACTIONS, F.col("actions").desc(), F.col("event_name")
     )
     return (
-        _named_actions(sessions, users, segments, timezone)
-        .groupBy(*GROUP, "event_name")
-        .agg(
-            F.sum("actions").alias("actions"),
-            # A session holds each name once in action_counts, and a user is one row here: both add up exactly.
-            F.sum("sessions").alias("sessions_with_action"),
-            F.count(F.lit(1)).alias("users_with_action"),
-        )
+        name_counts
+        .join(name_users, on=[*GROUP, "event_name"], how="inner")
         .withColumn("name_rank", F.row_number().over(by_rank))
     )
 
@@ -303,9 +314,9 @@ def action_kpis_by_period(
         kept = kept.unionByName(_other_actions(sessions, users, segments, timezone, kept.select(*GROUP, "event_name")))
     totals = (
         sessions
-        .groupBy("session_date", *segments, "user_id")
-        .agg(F.count(F.lit(1)).alias("sessions"), F.sum("actions").alias("total_actions"))
         .transform(_with_first_seen_day, users, timezone)
+        .groupBy("session_date", "first_seen_day", *segments)
+        .agg(F.count(F.lit(1)).alias("sessions"), F.sum("actions").alias("total_actions"))
         .transform(_in_groups, segments, "sessions", "total_actions")
         .groupBy(*GROUP)
         .agg(F.sum("sessions").alias("sessions"), F.sum("total_actions").alias("total_actions"))

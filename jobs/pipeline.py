@@ -553,14 +553,14 @@ def _process(
     )
     anchors = latest_sessions_before(lookback, lookback_start, first_instant)
     marks = session_marks(
-        without_non_interactive(valid_events(observed), non_interactive), rules.inactivity_timeout, rules.max_session_duration,
-        segments, resume_points(anchors, context_start, first_instant), dedup, is_own_row,
+        without_non_interactive(valid_events(observed), non_interactive), rules.inactivity_timeout,
+        rules.max_session_duration, segments, resume_points(anchors, context_start, first_instant), dedup, is_own_row,
     ).persist(StorageLevel.DISK_ONLY)  # read by each branch of to_sessions: the events' windows then run once
     engagement = config.metrics.engagement
     new_sessions = to_sessions(
         marks, rules.max_session_duration, segments, timezone, config.metrics.conversion_events,
         engagement.min_duration, engagement.min_actions,
-    )
+    ).persist(StorageLevel.DISK_ONLY)  # read by the run's own sessions and by the extended anchors: summed once
     stored_from = stored.where(F.col("session_date") >= F.lit(first_day))
     old_run_sessions = stored_from.where(F.col("session_date") <= F.lit(last_day))
     later = stored_from.where(F.col("session_date") > F.lit(last_day))
@@ -603,6 +603,7 @@ def _process(
         updates.unpersist()
     finally:
         owned.unpersist()
+        new_sessions.unpersist()
         marks.unpersist()
 
     # Not from `observed`: the read counts come from the sessionizing query alone. They are in once the sessions
