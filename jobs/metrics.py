@@ -311,7 +311,10 @@ def action_kpis_by_period(
     """
     kept = ranked.where(F.col("name_rank") <= max_names).drop("name_rank")
     if fold:
-        kept = kept.unionByName(_other_actions(sessions, users, segments, timezone, kept.select(*GROUP, "event_name")))
+        folding = ranked.where(F.col("name_rank") > max_names).select(*GROUP).distinct()  # a row per group
+        kept = kept.unionByName(
+            _other_actions(sessions, users, segments, timezone, kept.select(*GROUP, "event_name"), folding)
+        )
     totals = (
         sessions
         .transform(_with_first_seen_day, users, timezone)
@@ -335,17 +338,19 @@ def action_kpis_by_period(
 
 
 def _other_actions(
-    sessions: DataFrame, users: DataFrame, segments: tuple[str, ...], timezone: str, kept: DataFrame
+    sessions: DataFrame, users: DataFrame, segments: tuple[str, ...], timezone: str, kept: DataFrame,
+    folding: DataFrame,
 ) -> DataFrame:
-    # Sessions and users with several folded names count once in (other): this needs each session, not sums. Every
-    # name not kept in its group is folded; the kept names are at most max_names per group, the folded ones may be
-    # millions of free-text names.
+    # Sessions and users with several folded names count once in (other): this needs each session, not sums. In
+    # each group of `folding` (those with names past the cap), every name not kept is folded; the kept names are at
+    # most max_names per group, the folded ones may be millions of free-text names.
     per_session = (
         sessions
         .select("user_id", "session_id", "session_date", *segments,
                 F.explode("action_counts").alias("event_name", "count"))
         .transform(_with_first_seen_day, users, timezone)
         .transform(_in_groups, segments, "user_id", "session_id", "event_name", "count")
+        .join(folding, on=list(GROUP), how="left_semi")
         .join(kept, on=[*GROUP, "event_name"], how="left_anti")
         .groupBy(*GROUP, "user_id", "session_id")
         .agg(F.sum("count").alias("actions"))

@@ -682,6 +682,7 @@ def _write_action_kpis(
         names_folded = folded_name_count(ranked, max_names)
         action_kpis = (
             action_kpis_by_period(current, users, segments, timezone, ranked, max_names, fold=names_folded > 0)
+            .where(in_periods(periods))
             .transform(with_completeness, complete_periods(periods, processed))
         )
         path = config.output.table_path(Table.ACTION_KPIS)

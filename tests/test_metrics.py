@@ -316,3 +316,17 @@ def test_an_event_really_named_other_is_folded_with_the_names_past_the_cap(spark
 
     names = frame.where("period = 'day' AND dimension = 'all'").select("event_name", "actions")
     assertDataFrameEqual(names, [Row(event_name="view", actions=3), Row(event_name="(other)", actions=3)])
+
+
+def test_only_groups_with_names_past_the_cap_get_an_other_row(spark):
+    # Monday has 3 names (cap 1: search and buy fold); Tuesday only view: no (other) row on Tuesday.
+    frame = action_kpis(
+        spark, [*MIX, session("u1", 2, TUE, counts={"view": 2})], [("u1", LONG_AGO), ("u2", LONG_AGO)], max_names=1
+    )
+
+    days = frame.where("period = 'day' AND dimension = 'all'").select("period_start", "event_name", "actions")
+    assertDataFrameEqual(
+        days,
+        [Row(period_start=MON, event_name="view", actions=4), Row(period_start=MON, event_name="(other)", actions=4),
+         Row(period_start=TUE, event_name="view", actions=2)],
+    )
