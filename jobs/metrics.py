@@ -97,80 +97,169 @@ def with_completeness(kpis: DataFrame, complete: Periods) -> DataFrame:
     return kpis.withColumn("is_complete", in_periods(complete))
 
 
-def _period_rows(first_seen_day: Column) -> Column:
-    # One entry per period kind: the session's period and the period of the user's first-ever session.
-    return F.array(
-        *[
-            F.struct(
-                F.lit(period.value).alias("period"),
-                period_start(F.col("session_date"), period).alias("period_start"),
-                (period_start(first_seen_day, period) == period_start(F.col("session_date"), period)).alias("is_new"),
-            )
-            for period in Period
-        ]
-    )
-
-
-def _dimension_rows(segments: tuple[str, ...]) -> Column:
-    # A user is new in a period when their first-ever session starts in it, else returning.
-    user_type = F.when(F.col("is_new"), F.lit(NEW_USER)).otherwise(F.lit(RETURNING_USER))
-    return F.array(
-        F.struct(F.lit(ALL).alias("dimension"), F.lit(ALL).alias("dimension_value")),
-        *[F.struct(F.lit(s).alias("dimension"), F.col(s).alias("dimension_value")) for s in segments],
-        F.struct(F.lit(USER_TYPE).alias("dimension"), user_type.alias("dimension_value")),
-    )
-
-
-def _with_first_seen_day(frame: DataFrame, users: DataFrame, timezone: str) -> DataFrame:
+def with_first_seen_day(sessions: DataFrame, users: DataFrame, timezone: str) -> DataFrame:
+    """Sessions with first_seen_day (the `timezone` date of the user's first-ever session, from `users`: user_id,
+    first_seen), repartitioned by user_id: the input of kpis_by_period, ranked_actions and action_kpis_by_period,
+    whose per-user steps then need no shuffle of their own."""
     first_seen = users.select("user_id", local_date(F.col("first_seen"), timezone).alias("first_seen_day"))
-    return frame.join(first_seen, on="user_id", how="left")
+    return sessions.repartition("user_id").join(first_seen, on="user_id", how="left")
 
 
-def _in_groups(frame: DataFrame, segments: tuple[str, ...], *measures: str) -> DataFrame:
-    # Each row once per period kind and once per dimension: the session's day, week and month, and all, each
-    # segment and user_type.
+# Distinct counts (users, converting users, users with an action) become sums: a row is flagged as the first of
+# its user (and event name) in each period and segment value, and the flags add up across days and values the
+# way sessions do. A flag column per period kind and "family": all (which also serves user_type: a user's type
+# is the same on every row of one period) or a segment.
+_CELL = ("session_date", "first_seen_day")
+
+
+def _flag(measure: str, period: Period, family: int) -> str:
+    return f"{measure}_{period.value}_{family}"
+
+
+def _families(segments: tuple[str, ...]) -> list[tuple[int, str | None]]:
+    # (family number, the segment it splits by): 0 is all and user_type.
+    return [(0, None), *enumerate(segments, start=1)]
+
+
+def _with_first_flags(rows: DataFrame, keys: list[str], segments: tuple[str, ...], measure: str,
+                      converting: str | None = None) -> DataFrame:
+    # rows: partitioned by user_id, at least one per key, day and segment values. Adds, for each period kind and
+    # family, `measure` flags (1 on the first row of each key, period and family value, by date, else 0) and, with
+    # `converting`, converting flags (1 on the first such row where that boolean column holds).
+    flags = {}
+    for family, segment in _families(segments):
+        timeline = Window.partitionBy(*keys, *([segment] if segment else [])).orderBy("session_date")
+        earlier = timeline.rowsBetween(Window.unboundedPreceding, -1)
+        for period in Period:
+            start = period_start(F.col("session_date"), period)
+            # Rows of one period are next to each other in date order: the first has a new period before it.
+            is_first = F.coalesce(F.lag(start).over(timeline) != start, F.lit(True))
+            flags[_flag(measure, period, family)] = is_first.cast("long")
+            if converting:
+                # Dates only grow: the latest earlier converting row tells whether this period already had one.
+                converted_before = F.max(F.when(F.col(converting), start)).over(earlier)
+                is_first_converting = F.col(converting) & F.coalesce(converted_before != start, F.lit(True))
+                flags[_flag(f"converting_{measure}", period, family)] = is_first_converting.cast("long")
+    return rows.withColumns(flags)
+
+
+def _in_groups(cells: DataFrame, segments: tuple[str, ...], keys: list[str], sums: list[str],
+               flagged: list[str] = ()) -> DataFrame:
+    # cells: one row per day, first_seen_day, segment values and `keys` -> one row per group (GROUP) and `keys`:
+    # each of `sums` summed, and each of `flagged` summed from its flags of the group's period kind and family.
+    groups = []
+    for period in Period:
+        start = period_start(F.col("session_date"), period)
+        # A user is new in a period when their first-ever session starts in it, else returning.
+        is_new = period_start(F.col("first_seen_day"), period) == start
+        user_type = F.when(is_new, F.lit(NEW_USER)).otherwise(F.lit(RETURNING_USER))
+        dimensions = [(ALL, F.lit(ALL), 0), *[(s, F.col(s), f) for f, s in _families(segments)[1:]],
+                      (USER_TYPE, user_type, 0)]
+        for dimension, value, family in dimensions:
+            groups.append(F.struct(
+                F.lit(period.value).alias("period"), start.alias("period_start"), F.lit(dimension).alias("dimension"),
+                value.alias("dimension_value"), *[F.col(_flag(m, period, family)).alias(m) for m in flagged],
+            ))
     return (
-        frame
-        .select(*measures, *segments, F.inline(_period_rows(F.col("first_seen_day"))))
-        .select(*measures, "period", "period_start", F.inline(_dimension_rows(segments)))
+        cells
+        .select(*keys, *sums, F.inline(F.array(*groups)))
+        .groupBy(*GROUP, *keys)
+        .agg(*[F.sum(c).alias(c) for c in (*sums, *flagged)])
     )
 
 
-def _duration_percentiles(dated_sessions: DataFrame, segments: tuple[str, ...]) -> DataFrame:
-    # Exact percentiles need every duration of a group. Sessions of one day, first-seen day and segment values
-    # with the same duration count once, with their number as its frequency (bounces, all 0 s, mostly).
-    durations = (
-        dated_sessions
-        .groupBy("session_date", "first_seen_day", *segments, "duration_seconds")
-        .agg(F.count(F.lit(1)).alias("frequency"))
+def _cells(rows: DataFrame, segments: tuple[str, ...], keys: list[str], sums: list[str],
+           flagged: list[str]) -> DataFrame:
+    # Flagged rows -> one row per day, first_seen_day, segment values and `keys`, everything summed.
+    flags = [_flag(m, period, family) for m in flagged for period in Period for family, _ in _families(segments)]
+    return rows.groupBy(*_CELL, *segments, *keys).agg(*[F.sum(c).alias(c) for c in (*sums, *flags)])
+
+
+# Exact percentiles in two passes over the durations, never sorting them all: count each group's durations by
+# bucket (2^23 us, about 8.4 s) to find the buckets that hold the ranks a percentile needs, then sort only the
+# durations in those buckets. The result is the one Spark's `percentile` gives (see _interpolated).
+_BUCKET_BITS = 23
+QUANTILES = {"median_duration_seconds": 0.5, "p90_duration_seconds": 0.9}
+
+
+def _duration_percentiles(dated: DataFrame, segments: tuple[str, ...]) -> DataFrame:
+    # One row per group: median_duration_seconds and p90_duration_seconds.
+    duration_us = F.round(F.col("duration_seconds") * 1_000_000).cast("long")
+    durations = dated.select(*_CELL, *segments, duration_us.alias("duration_us")).withColumn(
+        "bucket", F.shiftright("duration_us", _BUCKET_BITS)
     )
-    quantiles = F.percentile("duration_seconds", [0.5, 0.9], F.col("frequency"))
+    buckets = (
+        durations.groupBy(*_CELL, *segments, "bucket").agg(F.count(F.lit(1)).alias("sessions"))
+        .transform(_in_groups, segments, ["bucket"], ["sessions"])
+    )
+    group = Window.partitionBy(*GROUP)
+    before = F.sum("sessions").over(group.orderBy("bucket").rowsBetween(Window.unboundedPreceding, -1))
+    located = buckets.withColumns({"group_sessions": F.sum("sessions").over(group), "before": F.coalesce(before, F.lit(0))})
+    # The ranks (0-based) each percentile reads: floor and ceil of its position (n - 1) x q.
+    position = {name: (F.col("group_sessions") - 1) * F.lit(q) for name, q in QUANTILES.items()}
+    ranks = F.array(*[
+        F.struct(F.lit(name).alias("quantile"), F.lit(side).alias("side"), rank(position[name]).cast("long").alias("rank"))
+        for name in QUANTILES for side, rank in (("lower", F.floor), ("higher", F.ceil))
+    ])
+    targets = (
+        located
+        .select(*GROUP, "bucket", "before", "sessions", "group_sessions", F.inline(ranks))
+        .where((F.col("rank") >= F.col("before")) & (F.col("rank") < F.col("before") + F.col("sessions")))
+        .select(*GROUP, "bucket", "quantile", "side", "group_sessions",
+                (F.col("rank") - F.col("before")).alias("rank_in_bucket"))
+    )
+    wanted = targets.select(*GROUP, "bucket").distinct()
+    in_wanted = (
+        durations
+        .join(F.broadcast(targets.select("bucket").distinct()), on="bucket", how="left_semi")
+        .groupBy(*_CELL, *segments, "bucket", "duration_us").agg(F.count(F.lit(1)).alias("sessions"))
+        .transform(_in_groups, segments, ["bucket", "duration_us"], ["sessions"])
+        .join(wanted, on=[*GROUP, "bucket"], how="left_semi")
+    )
+    in_bucket = Window.partitionBy(*GROUP, "bucket").orderBy("duration_us")
+    value_before = F.sum("sessions").over(in_bucket.rowsBetween(Window.unboundedPreceding, -1))
+    values = in_wanted.withColumn("before", F.coalesce(value_before, F.lit(0)))
+    found = targets.join(values, on=[*GROUP, "bucket"], how="inner").where(
+        (F.col("rank_in_bucket") >= F.col("before")) & (F.col("rank_in_bucket") < F.col("before") + F.col("sessions"))
+    )
+
+    def value(name: str, side: str) -> Column:
+        return F.max(F.when((F.col("quantile") == name) & (F.col("side") == side), F.col("duration_us")))
+
     return (
-        _in_groups(durations, segments, "duration_seconds", "frequency")
+        found
         .groupBy(*GROUP)
-        .agg(quantiles.alias("quantiles"))
-        .select(
-            *GROUP,
-            F.col("quantiles")[0].alias("median_duration_seconds"),
-            F.col("quantiles")[1].alias("p90_duration_seconds"),
-        )
+        .agg(F.max("group_sessions").alias("n"),
+             *[value(name, side).alias(f"{name}_{side}") for name in QUANTILES for side in ("lower", "higher")])
+        .select(*GROUP, *[_interpolated(name, q).alias(name) for name, q in QUANTILES.items()])
     )
 
 
-# Counts summed per user, day and segment values, then per group.
+def _interpolated(name: str, q: float) -> Column:
+    # Spark's percentile: at position p = (n - 1) x q, between the values at ranks floor(p) and ceil(p):
+    # (ceil(p) - p) x lower + (p - floor(p)) x higher, in seconds, the lower value alone when the two ranks or
+    # values are equal.
+    position = (F.col("n") - 1) * F.lit(q)
+    lower_rank, higher_rank = F.floor(position), F.ceil(position)
+    lower, higher = F.col(f"{name}_lower") / 1_000_000, F.col(f"{name}_higher") / 1_000_000
+    interpolated = (higher_rank - position) * lower + (position - lower_rank) * higher
+    return F.when((lower_rank == higher_rank) | (lower == higher), lower).otherwise(interpolated)
+
+
+# Summed per user and day, then per cell, then per group.
 _SUMMED = ("sessions", "actions", "duration_us", "bounces", "engaged_sessions", "converting_sessions")
 
 
-def kpis_by_period(sessions: DataFrame, users: DataFrame, segments: tuple[str, ...], timezone: str) -> DataFrame:
+def kpis_by_period(dated: DataFrame, segments: tuple[str, ...]) -> DataFrame:
     """One row per period, period_start, dimension and value with KPI_COLUMNS (is_complete is left to
-    `with_completeness`).
+    `with_completeness`), from `dated` sessions (see with_first_seen_day).
 
     Each session counts in the day, ISO week and month of its session_date. `users` (distinct users) and
     `converting_users` (distinct users with a converting session) are counted over the whole period and segment
     value, never summed from days; aps = actions / sessions and spu = sessions / users. Durations: their total and
-    mean, and the exact median and 90th percentile interpolated between ranks (Spark's percentile). Rates are
-    bounces, engaged sessions and converting sessions over sessions, and converting users over users. `users`
-    (user_id, first_seen) decides new versus returning.
+    mean, and the exact median and 90th percentile interpolated between ranks (as Spark's percentile). Rates are
+    bounces, engaged sessions and converting sessions over sessions, and converting users over users. A user is
+    new in the periods that contain their first_seen_day, else returning.
     """
     def count_of(flag: str) -> Column:
         return F.count_if(F.col(flag))
@@ -178,39 +267,25 @@ def kpis_by_period(sessions: DataFrame, users: DataFrame, segments: tuple[str, .
     def ratio(numerator: str, denominator: str) -> Column:
         return F.col(numerator) / F.col(denominator)
 
-    dated = sessions.transform(_with_first_seen_day, users, timezone)
+    # Durations add up as whole microseconds: exact, in any order.
     duration_us = F.round(F.col("duration_seconds") * 1_000_000).cast("long")
-    # Counts of sessions add up: summed per day, first-seen day and segment values (a few rows per day) before the
-    # period x dimension expansion multiplies them. Durations add up as whole microseconds: exact, in any order.
-    session_counts = (
-        dated
-        .groupBy("session_date", "first_seen_day", *segments)
-        .agg(
-            F.count(F.lit(1)).alias("sessions"),
-            F.sum("actions").alias("actions"),
-            F.sum(duration_us).alias("duration_us"),
-            count_of("is_bounce").alias("bounces"),
-            count_of("is_engaged").alias("engaged_sessions"),
-            count_of("converted").alias("converting_sessions"),
-        )
-        .transform(_in_groups, segments, *_SUMMED)
-        .groupBy(*GROUP)
-        .agg(*[F.sum(c).alias(c) for c in _SUMMED])
+    user_days = dated.groupBy("user_id", *_CELL, *segments).agg(  # on the user partitioning: no shuffle
+        F.count(F.lit(1)).alias("sessions"),
+        F.sum("actions").alias("actions"),
+        F.sum(duration_us).alias("duration_us"),
+        count_of("is_bounce").alias("bounces"),
+        count_of("is_engaged").alias("engaged_sessions"),
+        count_of("converted").alias("converting_sessions"),
+        F.max("converted").alias("converted"),
     )
-    # Users do not add up: each is counted once per group, whatever days and values they span.
-    user_counts = (
-        dated
-        .groupBy("user_id", "session_date", "first_seen_day", *segments)
-        .agg(F.max("converted").alias("converted"))
-        .transform(_in_groups, segments, "user_id", "converted")
-        .groupBy(*GROUP, "user_id")
-        .agg(F.max("converted").alias("converted"))
-        .groupBy(*GROUP)
-        .agg(F.count(F.lit(1)).alias("users"), count_of("converted").alias("converting_users"))
+    groups = (
+        user_days
+        .transform(_with_first_flags, ["user_id"], segments, "users", converting="converted")
+        .transform(_cells, segments, [], list(_SUMMED), ["users", "converting_users"])
+        .transform(_in_groups, segments, [], list(_SUMMED), ["users", "converting_users"])
     )
     return (
-        session_counts
-        .join(user_counts, on=list(GROUP), how="inner")
+        groups
         .join(_duration_percentiles(dated, segments), on=list(GROUP), how="left")
         .withColumns(
             {
@@ -238,48 +313,30 @@ ACTION_KPI_COLUMNS = (
 )
 
 
-def _named(sessions: DataFrame, users: DataFrame, segments: tuple[str, ...], timezone: str) -> DataFrame:
-    # One row per session and event name in it, with the session's actions of that name and first_seen_day.
-    return (
-        sessions
-        .select("user_id", "session_date", *segments, F.explode("action_counts").alias("event_name", "count"))
-        .transform(_with_first_seen_day, users, timezone)
-    )
+def _named(dated: DataFrame, segments: tuple[str, ...], *more: str) -> DataFrame:
+    # One row per session and event name in it, with the session's actions of that name.
+    return dated.select("user_id", *more, *_CELL, *segments, F.explode("action_counts").alias("event_name", "count"))
 
 
-def ranked_actions(sessions: DataFrame, users: DataFrame, segments: tuple[str, ...], timezone: str) -> DataFrame:
+def ranked_actions(dated: DataFrame, segments: tuple[str, ...]) -> DataFrame:
     """One row per group (period, period_start, dimension, value) and event name, with actions,
     sessions_with_action, users_with_action and name_rank: 1 for the name with the most actions in the group
     (ties: the name first in alphabetical order), 2, ... An event really named OTHER_ACTIONS ranks last, so it is
-    folded into the OTHER_ACTIONS row whenever there is one."""
-    named = _named(sessions, users, segments, timezone)
-    # A session holds each name once in action_counts, so sessions with a name add up: summed per day first.
-    name_counts = (
-        named
-        .groupBy("session_date", "first_seen_day", *segments, "event_name")
+    folded into the OTHER_ACTIONS row whenever there is one. `dated`: see with_first_seen_day."""
+    # A session holds each name once in action_counts, so sessions with a name add up like sessions do.
+    counts = ["actions", "sessions_with_action"]
+    names = (
+        _named(dated, segments)
+        .groupBy("user_id", *_CELL, *segments, "event_name")  # on the user partitioning: no shuffle
         .agg(F.sum("count").alias("actions"), F.count(F.lit(1)).alias("sessions_with_action"))
-        .transform(_in_groups, segments, "event_name", "actions", "sessions_with_action")
-        .groupBy(*GROUP, "event_name")
-        .agg(F.sum("actions").alias("actions"), F.sum("sessions_with_action").alias("sessions_with_action"))
-    )
-    name_users = (
-        named
-        .select("user_id", "session_date", "first_seen_day", *segments, "event_name")
-        .distinct()
-        .transform(_in_groups, segments, "user_id", "event_name")
-        .select(*GROUP, "event_name", "user_id")
-        .distinct()
-        .groupBy(*GROUP, "event_name")
-        .agg(F.count(F.lit(1)).alias("users_with_action"))
+        .transform(_with_first_flags, ["user_id", "event_name"], segments, "users_with_action")
+        .transform(_cells, segments, ["event_name"], counts, ["users_with_action"])
+        .transform(_in_groups, segments, ["event_name"], counts, ["users_with_action"])
     )
     by_rank = Window.partitionBy(*GROUP).orderBy(
         F.col("event_name") == OTHER_ACTIONS, F.col("actions").desc(), F.col("event_name")
     )
-    return (
-        name_counts
-        .join(name_users, on=[*GROUP, "event_name"], how="inner")
-        .withColumn("name_rank", F.row_number().over(by_rank))
-    )
+    return names.withColumn("name_rank", F.row_number().over(by_rank))
 
 
 def has_folded_names(ranked: DataFrame, max_names: int) -> bool:
@@ -293,19 +350,17 @@ def folded_name_count(ranked: DataFrame, max_names: int) -> int:
 
 
 def action_kpis_by_period(
-    sessions: DataFrame,
-    users: DataFrame,
+    dated: DataFrame,
     segments: tuple[str, ...],
-    timezone: str,
     ranked: DataFrame,
     max_names: int,
     fold: bool = True,
 ) -> DataFrame:
     """One row per group and event name (ACTION_KPI_COLUMNS): the action mix, from sessions' action_counts.
 
-    `ranked` is ranked_actions of the same sessions. In each group the `max_names` names with the most actions
-    keep their own row; the rest are summed into one row named OTHER_ACTIONS, whose sessions and users are those
-    with any of the folded names, each counted once. `fold=False` says no group has more than `max_names` names
+    `ranked` is ranked_actions of the same `dated` sessions (see with_first_seen_day). In each group the
+    `max_names` names with the most actions keep their own row; the rest are summed into one row named
+    OTHER_ACTIONS, whose sessions and users are those with any of the folded names, each counted once. `fold=False` says no group has more than `max_names` names
     (has_folded_names is false), so the sessions need not be read again to find them. actions_per_session =
     actions / all sessions of the group, share_of_actions = actions / all actions of the group.
     """
@@ -313,16 +368,13 @@ def action_kpis_by_period(
     if fold:
         folding = ranked.where(F.col("name_rank") > max_names).select(*GROUP).distinct()  # a row per group
         kept = kept.unionByName(
-            _other_actions(sessions, users, segments, timezone, kept.select(*GROUP, "event_name"), folding)
+            _other_actions(dated, segments, kept.select(*GROUP, "event_name"), folding)
         )
     totals = (
-        sessions
-        .transform(_with_first_seen_day, users, timezone)
-        .groupBy("session_date", "first_seen_day", *segments)
+        dated
+        .groupBy(*_CELL, *segments)
         .agg(F.count(F.lit(1)).alias("sessions"), F.sum("actions").alias("total_actions"))
-        .transform(_in_groups, segments, "sessions", "total_actions")
-        .groupBy(*GROUP)
-        .agg(F.sum("sessions").alias("sessions"), F.sum("total_actions").alias("total_actions"))
+        .transform(_in_groups, segments, [], ["sessions", "total_actions"])
     )
     return (
         kept
@@ -337,19 +389,13 @@ def action_kpis_by_period(
     )
 
 
-def _other_actions(
-    sessions: DataFrame, users: DataFrame, segments: tuple[str, ...], timezone: str, kept: DataFrame,
-    folding: DataFrame,
-) -> DataFrame:
+def _other_actions(dated: DataFrame, segments: tuple[str, ...], kept: DataFrame, folding: DataFrame) -> DataFrame:
     # Sessions and users with several folded names count once in (other): this needs each session, not sums. In
     # each group of `folding` (those with names past the cap), every name not kept is folded; the kept names are at
     # most max_names per group, the folded ones may be millions of free-text names.
     per_session = (
-        sessions
-        .select("user_id", "session_id", "session_date", *segments,
-                F.explode("action_counts").alias("event_name", "count"))
-        .transform(_with_first_seen_day, users, timezone)
-        .transform(_in_groups, segments, "user_id", "session_id", "event_name", "count")
+        _named(dated, segments, "session_id")
+        .transform(_in_groups, segments, ["user_id", "session_id", "event_name"], ["count"])
         .join(folding, on=list(GROUP), how="left_semi")
         .join(kept, on=[*GROUP, "event_name"], how="left_anti")
         .groupBy(*GROUP, "user_id", "session_id")

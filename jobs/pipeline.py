@@ -44,6 +44,7 @@ from jobs.metrics import (
     kpis_by_period,
     periods_of,
     with_completeness,
+    with_first_seen_day,
 )
 from jobs.plan import (
     DayState,
@@ -552,15 +553,18 @@ def _process(
         F.col("session_date").between(F.lit(local_day(lookback_start, timezone)), F.lit(first_day - timedelta(days=1)))
     )
     anchors = latest_sessions_before(lookback, lookback_start, first_instant)
+    conversion_events, engagement = config.metrics.conversion_events, config.metrics.engagement
     marks = session_marks(
         without_non_interactive(valid_events(observed), non_interactive), rules.inactivity_timeout,
         rules.max_session_duration, segments, resume_points(anchors, context_start, first_instant), dedup, is_own_row,
+        conversion_events,
     ).persist(StorageLevel.DISK_ONLY)  # read by each branch of to_sessions: the events' windows then run once
-    engagement = config.metrics.engagement
+    # Read by the run's own sessions and by the extended anchors: from the persisted marks, a burst's first session
+    # is a projection of its piece, so computing it twice costs little.
     new_sessions = to_sessions(
-        marks, rules.max_session_duration, segments, timezone, config.metrics.conversion_events,
+        marks, rules.max_session_duration, segments, timezone, conversion_events,
         engagement.min_duration, engagement.min_actions,
-    ).persist(StorageLevel.DISK_ONLY)  # read by the run's own sessions and by the extended anchors: summed once
+    )
     stored_from = stored.where(F.col("session_date") >= F.lit(first_day))
     old_run_sessions = stored_from.where(F.col("session_date") <= F.lit(last_day))
     later = stored_from.where(F.col("session_date") > F.lit(last_day))
@@ -603,7 +607,6 @@ def _process(
         updates.unpersist()
     finally:
         owned.unpersist()
-        new_sessions.unpersist()
         marks.unpersist()
 
     # Not from `observed`: the read counts come from the sessionizing query alone. They are in once the sessions
@@ -625,17 +628,22 @@ def _process(
     period_days = {day for period, starts in periods.items() for start in starts for day in days_of(period, start)}
     processed = set(processed_before) | run_days
     current = read_table(spark, sessions_path).where(F.col("session_date").isin(sorted(period_days)))
-    kpis = (
-        kpis_by_period(current, read_table(spark, users_path), segments, timezone)
-        .where(in_periods(periods))
-        .transform(with_completeness, complete_periods(periods, processed))
-    )
-    with stage("compute and write KPIs") as counts:
-        counts["periods"] = sum(len(starts) for starts in periods.values())
-        counts["rows"] = replace_kpis(kpis, config.output.table_path(Table.KPIS), periods)
-    with stage("compute and write action KPIs") as counts:
-        counts["rows"], names_folded = _write_action_kpis(spark, config, current, periods, processed)
-        counts["names folded into (other)"] = names_folded
+    # The periods' sessions by user, with each user's first day: read by both KPI tables, each in several steps.
+    dated = with_first_seen_day(current, read_table(spark, users_path), timezone).persist(StorageLevel.DISK_ONLY)
+    try:
+        kpis = (
+            kpis_by_period(dated, segments)
+            .where(in_periods(periods))
+            .transform(with_completeness, complete_periods(periods, processed))
+        )
+        with stage("compute and write KPIs") as counts:
+            counts["periods"] = sum(len(starts) for starts in periods.values())
+            counts["rows"] = replace_kpis(kpis, config.output.table_path(Table.KPIS), periods)
+        with stage("compute and write action KPIs") as counts:
+            counts["rows"], names_folded = _write_action_kpis(config, dated, periods, processed)
+            counts["names folded into (other)"] = names_folded
+    finally:
+        dated.unpersist()
 
     dedup_counts = dedup.get
     counts = _accounted(
@@ -669,19 +677,18 @@ def _process(
 
 
 def _write_action_kpis(
-    spark: SparkSession, config: JobConfig, current: DataFrame, periods: Periods, processed: set[date]
+    config: JobConfig, dated: DataFrame, periods: Periods, processed: set[date]
 ) -> tuple[int, int]:
-    """Replace the action_kpis rows of `periods`, from the sessions `current`; (rows written, distinct event names
-    folded into (other) in any of their groups)."""
-    segments, timezone = config.reporting.segments, config.reporting.timezone
-    users = read_table(spark, config.output.table_path(Table.USERS))
+    """Replace the action_kpis rows of `periods`, from the `dated` sessions (see with_first_seen_day); (rows
+    written, distinct event names folded into (other) in any of their groups)."""
+    segments = config.reporting.segments
     max_names = config.metrics.max_action_names
     # Few rows (groups x names), read by the checks below and by the table: computed once.
-    ranked = ranked_actions(current, users, segments, timezone).where(in_periods(periods)).persist()
+    ranked = ranked_actions(dated, segments).where(in_periods(periods)).persist()
     try:
         names_folded = folded_name_count(ranked, max_names)
         action_kpis = (
-            action_kpis_by_period(current, users, segments, timezone, ranked, max_names, fold=names_folded > 0)
+            action_kpis_by_period(dated, segments, ranked, max_names, fold=names_folded > 0)
             .where(in_periods(periods))
             .transform(with_completeness, complete_periods(periods, processed))
         )

@@ -94,27 +94,41 @@ def with_bursts(events: DataFrame, inactivity_timeout: timedelta, max_session_du
     )
 
 
-def _marked(bursts: DataFrame, segments: tuple[str, ...]) -> DataFrame:
-    # Sums the events up by piece and event name (columns: see session_marks). A piece is what one session is made
-    # of: a burst's events before the cap (piece_index 0: its first session), or one late event (piece_index: its
-    # event_index). Grouping keeps the events' partitioning by user_id, so it adds no shuffle; its sums are all
-    # longs, so Spark hashes them rather than sorting the events.
+def _named(bursts: DataFrame, segments: tuple[str, ...]) -> DataFrame:
+    # Sums the events up by piece and event name: user_id, burst_number, burst_start_us, piece_index, first_event,
+    # event_name, and over the piece's events of that name name_actions (how many), name_first_us and
+    # name_first_index (the first one's time and event_index), last_us (the last one's time) and, on late pieces,
+    # prev_us (the event before it). A piece is what one session is made of: a burst's events before the cap
+    # (piece_index 0: its first session), or one late event (piece_index: its event_index).
+    # Grouping keeps the events' partitioning by user_id, so it adds no shuffle. The key stays narrow
+    # (ids, longs, the name) so that Spark hashes it rather than sorting the events: a piece's first event (its id
+    # and segments, strings) rides along on one extra row per piece, its "head" row, whose event_name is null and
+    # which counts no action. A late event is a piece of its own, so its one row carries both.
     # Field order makes struct comparison follow the timeline: time first, then event_id.
     event = F.struct(F.col("event_us"), F.col("event_id"), *[_segment_value(F.col(s)).alias(s) for s in segments])
-    so_far = _user_timeline().rowsBetween(Window.unboundedPreceding, Window.currentRow)
-    burst_head = F.last(F.when(F.col("is_new_burst"), event), ignorenulls=True).over(so_far)
+    no_event = F.lit(None).cast(_event_type(segments))
+
+    def row(event_name: Column, first_event: Column) -> Column:
+        return F.struct(event_name.alias("event_name"), first_event.alias("first_event"))
+
+    name = F.col("event_name")
+    rows = (
+        F.when(F.col("is_late"), F.array(row(name, event)))
+        .when(F.col("is_new_burst"), F.array(row(name, no_event), row(F.lit(None).cast("string"), event)))
+        .otherwise(F.array(row(name, no_event)))
+    )
     is_late = F.col("is_late")
     return (
         bursts
         .select(
-            "user_id", "burst_number", "burst_start_us", "event_name", "event_us", "event_index",
+            "user_id", "burst_number", "burst_start_us", "event_us", "event_index",
             F.when(is_late, F.col("event_index")).otherwise(F.lit(0)).alias("piece_index"),
-            F.when(is_late, event).otherwise(burst_head).alias("first_event"),
             F.when(is_late, F.col("prev_us")).alias("prev_us"),
+            F.inline(rows),
         )
         .groupBy("user_id", "burst_number", "burst_start_us", "piece_index", "first_event", "event_name")
         .agg(
-            F.count(F.lit(1)).alias("name_actions"),
+            F.count("event_name").alias("name_actions"),  # a head row counts no action
             F.min("event_us").alias("name_first_us"),
             F.min("event_index").alias("name_first_index"),
             F.max("event_us").alias("last_us"),
@@ -123,12 +137,18 @@ def _marked(bursts: DataFrame, segments: tuple[str, ...]) -> DataFrame:
     )
 
 
-def _summed(pieces: DataFrame, conversion_events: tuple[str, ...]) -> DataFrame:
-    # Rows of one session per session_key (user_id, burst_number, session_key), at most one per event name -> one
-    # row per session: its first event, last time, actions, conversions and first conversion, and action counts.
+def _event_type(segments: tuple[str, ...]) -> str:
+    # The type of a piece's first_event: the event's time, id and segment values.
+    return f"struct<event_us: bigint, event_id: string{''.join(f', {s}: string' for s in segments)}>"
+
+
+def _summed(named: DataFrame, keys: list[str], conversion_events: tuple[str, ...], *more: Column) -> DataFrame:
+    # Rows per piece (or session) and event name (see _named) -> one row per `keys`: first_event, last_us, actions,
+    # first_index, conversions, first_conversion (event_us, event_index), action_counts, and `more` aggregates.
     is_conversion = F.col("event_name").isin(*conversion_events) if conversion_events else F.lit(False)
     first_of_name = F.struct(F.col("name_first_us").alias("event_us"), F.col("name_first_index").alias("event_index"))
-    return pieces.groupBy("user_id", "burst_number", "session_key").agg(
+    name_count = F.struct("event_name", "name_actions")  # head rows (no event_name) hold no action
+    return named.groupBy(*keys).agg(
         F.min("first_event").alias("first_event"),
         F.max("last_us").alias("last_us"),
         F.sum("name_actions").alias("actions"),
@@ -136,7 +156,9 @@ def _summed(pieces: DataFrame, conversion_events: tuple[str, ...]) -> DataFrame:
         F.coalesce(F.sum(F.when(is_conversion, F.col("name_actions"))), F.lit(0)).alias("conversions"),
         F.min(F.when(is_conversion, first_of_name)).alias("first_conversion"),
         # Sorted by name, so the same events always give the same map.
-        F.map_from_entries(F.array_sort(F.collect_list(F.struct("event_name", "name_actions")))).alias("action_counts"),
+        F.map_from_entries(F.array_sort(F.collect_list(F.when(F.col("event_name").isNotNull(), name_count))))
+        .alias("action_counts"),
+        *more,
     )
 
 
@@ -170,18 +192,23 @@ def _cuts(late_events: DataFrame, cap_us: int) -> DataFrame:
     return times.select("user_id", "burst_number", F.explode(cuts).alias("cut_us"))
 
 
-def _capped_pieces(late_pieces: DataFrame, cap_us: int) -> DataFrame:
-    # Late events (one piece each) -> the same rows keyed by the capped session they belong to (session_key: its
-    # cut's time), one per session and event name. A capped session opens at its cut and holds every late event of
-    # the burst from there to the next cut; events at the cut's instant belong to it, the first by the timeline
-    # (the least first_event) opening it.
-    late_events = late_pieces.withColumns({"event_us": F.col("name_first_us"), "cut_us": F.lit(None).cast("long")})
+def _capped_sessions(late_pieces: DataFrame, cap_us: int, conversion_events: tuple[str, ...]) -> DataFrame:
+    # Late pieces (one event each) -> one row per capped session (user_id, burst_number, session_key: its cut's
+    # time), summed as first pieces are. A capped session opens at its cut and holds every late event of the burst
+    # from there to the next cut; events at the cut's instant belong to it, the first by the timeline (the least
+    # first_event) opening it.
+    late_events = late_pieces.select(
+        "user_id", "burst_number", "burst_start_us", "piece_index", "first_event", "last_us", "prev_us",
+        F.col("first_event.event_us").alias("event_us"), F.col("first_index").alias("name_first_index"),
+        F.explode("action_counts").alias("event_name", "name_actions"),  # one entry: the event's name
+        F.lit(None).cast("long").alias("cut_us"),
+    ).withColumn("name_first_us", F.col("event_us"))
     cut_rows = _cuts(late_events, cap_us).withColumn("event_us", F.col("cut_us"))
     # A cut sorts before the events at its instant (its piece_index is null), so each event finds its own cut.
     timeline = Window.partitionBy("user_id", "burst_number").orderBy(
         "event_us", F.col("piece_index").asc_nulls_first()
     ).rowsBetween(Window.unboundedPreceding, Window.currentRow)
-    return (
+    named = (
         late_events
         .unionByName(cut_rows, allowMissingColumns=True)
         .withColumn("session_key", F.last("cut_us", ignorenulls=True).over(timeline))
@@ -195,6 +222,7 @@ def _capped_pieces(late_pieces: DataFrame, cap_us: int) -> DataFrame:
             F.max("last_us").alias("last_us"),
         )
     )
+    return named.transform(_summed, ["user_id", "burst_number", "session_key"], conversion_events)
 
 
 def to_sessions(
@@ -210,8 +238,9 @@ def to_sessions(
 
     A burst is one session unless it lasts `max_session_duration` or longer: a session that starts at s ends
     before the first event at or after s + max_session_duration, which opens the next session. A burst's first
-    session is summed up from its piece 0; only late events (bots, mostly) go on to find the cuts and the capped
-    sessions between them. `marks` is read twice: persist it where it is costly.
+    session is its piece 0; only late events (bots, mostly) go on to find the cuts and the capped sessions
+    between them. `marks` is read twice: persist it where it is costly. `conversion_events` must be those the
+    marks were summed with.
 
     session_id is a hash of the user and the session's first event id, so the same events give the same id.
     Segment values come from the first event; null or blank is "unknown". session_date is the reporting-zone
@@ -220,8 +249,10 @@ def to_sessions(
     conversion), is_engaged (lasts `engaged_duration`, or has `engaged_actions` actions, or converts),
     action_counts.
     """
-    first_pieces = marks.where(F.col("piece_index") == 0).withColumn("session_key", F.lit(0).cast("long"))
-    capped_pieces = marks.where(F.col("piece_index") > 0).transform(_capped_pieces, _micros(max_session_duration))
+    first_sessions = marks.where(F.col("piece_index") == 0)
+    capped_sessions = marks.where(F.col("piece_index") > 0).transform(
+        _capped_sessions, _micros(max_session_duration), conversion_events
+    )
     first_us = F.col("first_event.event_us")
     duration_us = F.col("last_us") - first_us
     session_start = F.timestamp_micros(first_us)
@@ -231,10 +262,8 @@ def to_sessions(
         | (F.col("conversions") > 0)
     )
     return (
-        # Each kind is summed on its own: first pieces keep the events' partitioning by user, so summing them adds
-        # no shuffle, while capped ones are already spread by user and burst.
-        _summed(first_pieces, conversion_events)
-        .unionByName(_summed(capped_pieces, conversion_events))
+        first_sessions
+        .unionByName(capped_sessions, allowMissingColumns=True)
         .select(
             F.md5(F.to_json(F.struct("user_id", F.col("first_event.event_id").alias("event_id")))).alias("session_id"),
             "user_id",
@@ -282,15 +311,16 @@ def session_marks(
     resume_points: DataFrame | None = None,
     deduplication: Observation | None = None,
     counted: Column | None = None,
+    conversion_events: tuple[str, ...] = (),
 ) -> DataFrame:
-    """Valid events in, the events summed up by piece and event name out, which to_sessions turns into sessions.
+    """Valid events in, the events summed up by piece out, which to_sessions turns into sessions.
 
     A piece is a burst's events before the cap (piece_index 0, its first session) or one late event (piece_index:
     its event_index; few, but every event of a bot past the cap; see with_bursts). Columns: user_id, burst_number,
-    burst_start_us, piece_index, first_event (the piece's first event: event_us, event_id, segments), event_name,
-    and over the piece's events of that name: name_actions (how many), name_first_us and name_first_index (the
-    first one's time and event_index), last_us (the last one's time) and, on late pieces, prev_us (the event
-    before it). About one row per session and event name.
+    burst_start_us, piece_index, first_event (the piece's first event: event_us, event_id, segments), last_us (its
+    last event's time), actions, first_index (its first event's event_index), conversions (its events named in
+    `conversion_events`), first_conversion (event_us, event_index of the first), action_counts (event name ->
+    events) and, on late pieces, prev_us (the event before it). About one row per session.
 
     With `resume_points`, each user's events before their resume point are dropped after dedup (see resume_at).
     `deduplication`, if given, observes `kept` (events left after dedup) and `copies` (copies dropped) among the
@@ -310,11 +340,10 @@ def session_marks(
         # Joined after the shuffle, so only the small resume_points frame moves; dedup first, so a copy before
         # the resume point still hides a later copy, as it does when the whole history is sessionized.
         deduplicated = deduplicated.transform(resume_at, resume_points)
-    return (
-        deduplicated
-        .transform(with_bursts, inactivity_timeout, max_session_duration)
-        .transform(_marked, segments)
-    )
+    piece = ["user_id", "burst_number", "burst_start_us", "piece_index"]
+    named = deduplicated.transform(with_bursts, inactivity_timeout, max_session_duration).transform(_named, segments)
+    # Summed on the events' partitioning, in the same stage: no shuffle.
+    return _summed(named, piece, conversion_events, F.max("prev_us").alias("prev_us"))
 
 
 def sessionize(
@@ -333,7 +362,10 @@ def sessionize(
     session_marks then to_sessions, with nothing persisted: fine for small frames. The job persists the marks, which
     to_sessions reads twice.
     """
-    marks = session_marks(valid_events, inactivity_timeout, max_session_duration, segments, resume_points)
+    marks = session_marks(
+        valid_events, inactivity_timeout, max_session_duration, segments, resume_points,
+        conversion_events=conversion_events,
+    )
     return to_sessions(
         marks, max_session_duration, segments, timezone, conversion_events, engaged_duration, engaged_actions
     )

@@ -13,6 +13,7 @@ from jobs.metrics import (
     kpis_by_period,
     periods_of,
     ranked_actions,
+    with_first_seen_day,
 )
 from tests.helpers import utc
 
@@ -37,16 +38,18 @@ def sessions_frame(spark, sessions):
     return spark.createDataFrame(numbered, SESSIONS)
 
 
+def dated(spark, sessions, users, timezone="UTC"):
+    return with_first_seen_day(sessions_frame(spark, sessions), spark.createDataFrame(users, USERS), timezone)
+
+
 def kpis(spark, sessions, users, timezone="UTC"):
-    return kpis_by_period(sessions_frame(spark, sessions), spark.createDataFrame(users, USERS), SEGMENTS, timezone)
+    return kpis_by_period(dated(spark, sessions, users, timezone), SEGMENTS)
 
 
 def action_kpis(spark, sessions, users, max_names=500):
-    frame, users = sessions_frame(spark, sessions), spark.createDataFrame(users, USERS)
-    ranked = ranked_actions(frame, users, SEGMENTS, "UTC")
-    return action_kpis_by_period(
-        frame, users, SEGMENTS, "UTC", ranked, max_names, fold=has_folded_names(ranked, max_names)
-    )
+    frame = dated(spark, sessions, users)
+    ranked = ranked_actions(frame, SEGMENTS)
+    return action_kpis_by_period(frame, SEGMENTS, ranked, max_names, fold=has_folded_names(ranked, max_names))
 
 
 def row(frame, period, start, dimension="all", value="all"):
