@@ -97,12 +97,22 @@ def with_completeness(kpis: DataFrame, complete: Periods) -> DataFrame:
     return kpis.withColumn("is_complete", in_periods(complete))
 
 
-def with_first_seen_day(sessions: DataFrame, users: DataFrame, timezone: str) -> DataFrame:
-    """Sessions with first_seen_day (the `timezone` date of the user's first-ever session, from `users`: user_id,
-    first_seen), repartitioned by user_id: the input of kpis_by_period, ranked_actions and action_kpis_by_period,
-    whose per-user steps then need no shuffle of their own."""
+# The sessions' columns the KPIs read (session_start tells a user's sessions apart), besides the segments.
+_READ = ("user_id", "session_start", "session_date", "actions", "duration_seconds", "is_bounce", "is_engaged",
+         "converted", "action_counts")
+
+
+def with_first_seen_day(sessions: DataFrame, users: DataFrame, segments: tuple[str, ...], timezone: str) -> DataFrame:
+    """The sessions' columns the KPIs read, with first_seen_day (the `timezone` date of the user's first-ever
+    session, from `users`: user_id, first_seen), repartitioned by user_id: the input of kpis_by_period,
+    ranked_actions and action_kpis_by_period, whose per-user steps then need no shuffle of their own."""
     first_seen = users.select("user_id", local_date(F.col("first_seen"), timezone).alias("first_seen_day"))
-    return sessions.repartition("user_id").join(first_seen, on="user_id", how="left")
+    return (
+        sessions
+        .select(*_READ, *segments)
+        .repartition("user_id")
+        .join(first_seen, on="user_id", how="left")
+    )
 
 
 # Distinct counts (users, converting users, users with an action) become sums: a row is flagged as the first of
@@ -143,10 +153,10 @@ def _with_first_flags(rows: DataFrame, keys: list[str], segments: tuple[str, ...
     return rows.withColumns(flags)
 
 
-def _in_groups(cells: DataFrame, segments: tuple[str, ...], keys: list[str], sums: list[str],
-               flagged: list[str] = ()) -> DataFrame:
-    # cells: one row per day, first_seen_day, segment values and `keys` -> one row per group (GROUP) and `keys`:
-    # each of `sums` summed, and each of `flagged` summed from its flags of the group's period kind and family.
+def _groups(segments: tuple[str, ...], flagged: Iterable[str] = ()) -> Column:
+    # A generator of a cell's rows' groups: each row once per period kind and dimension (the session's day, week
+    # and month; all, each segment and user_type), with GROUP's columns and, for each of `flagged`, its flag of
+    # that period kind and family.
     groups = []
     for period in Period:
         start = period_start(F.col("session_date"), period)
@@ -160,9 +170,16 @@ def _in_groups(cells: DataFrame, segments: tuple[str, ...], keys: list[str], sum
                 F.lit(period.value).alias("period"), start.alias("period_start"), F.lit(dimension).alias("dimension"),
                 value.alias("dimension_value"), *[F.col(_flag(m, period, family)).alias(m) for m in flagged],
             ))
+    return F.inline(F.array(*groups))
+
+
+def _in_groups(cells: DataFrame, segments: tuple[str, ...], keys: list[str], sums: list[str],
+               flagged: list[str] = ()) -> DataFrame:
+    # cells: one row per day, first_seen_day, segment values and `keys` -> one row per group (GROUP) and `keys`:
+    # each of `sums` summed, and each of `flagged` summed from its flags of the group's period kind and family.
     return (
         cells
-        .select(*keys, *sums, F.inline(F.array(*groups)))
+        .select(*keys, *sums, _groups(segments, flagged))
         .groupBy(*GROUP, *keys)
         .agg(*[F.sum(c).alias(c) for c in (*sums, *flagged)])
     )
@@ -188,10 +205,9 @@ def _duration_percentiles(dated: DataFrame, segments: tuple[str, ...]) -> DataFr
     durations = dated.select(*_CELL, *segments, duration_us.alias("duration_us")).withColumn(
         "bucket", F.shiftright("duration_us", _BUCKET_BITS)
     )
-    buckets = (
-        durations.groupBy(*_CELL, *segments, "bucket").agg(F.count(F.lit(1)).alias("sessions"))
-        .transform(_in_groups, segments, ["bucket"], ["sessions"])
-    )
+    # Per day, first_seen_day, segment values and bucket: each such cell lies in 12 groups.
+    bucket_cells = durations.groupBy(*_CELL, *segments, "bucket").agg(F.count(F.lit(1)).alias("sessions"))
+    buckets = bucket_cells.transform(_in_groups, segments, ["bucket"], ["sessions"])
     group = Window.partitionBy(*GROUP)
     before = F.sum("sessions").over(group.orderBy("bucket").rowsBetween(Window.unboundedPreceding, -1))
     located = buckets.withColumns({"group_sessions": F.sum("sessions").over(group), "before": F.coalesce(before, F.lit(0))})
@@ -208,13 +224,21 @@ def _duration_percentiles(dated: DataFrame, segments: tuple[str, ...]) -> DataFr
         .select(*GROUP, "bucket", "quantile", "side", "group_sessions",
                 (F.col("rank") - F.col("before")).alias("rank_in_bucket"))
     )
-    wanted = targets.select(*GROUP, "bucket").distinct()
+    # Only durations in a bucket a group needs go on: first the cells and buckets of the groups' wanted buckets
+    # (a few per group), then each such duration once per group that wants its bucket.
+    wanted = F.broadcast(targets.select(*GROUP, "bucket").distinct())
+    wanted_cells = F.broadcast(
+        bucket_cells.select(*_CELL, *segments, "bucket", _groups(segments))
+        .join(wanted, on=[*GROUP, "bucket"], how="left_semi")
+        .select(*_CELL, *segments, "bucket")
+        .distinct()
+    )
     in_wanted = (
         durations
-        .join(F.broadcast(targets.select("bucket").distinct()), on="bucket", how="left_semi")
-        .groupBy(*_CELL, *segments, "bucket", "duration_us").agg(F.count(F.lit(1)).alias("sessions"))
-        .transform(_in_groups, segments, ["bucket", "duration_us"], ["sessions"])
+        .join(wanted_cells, on=[*_CELL, *segments, "bucket"], how="left_semi")
+        .select("bucket", "duration_us", _groups(segments))
         .join(wanted, on=[*GROUP, "bucket"], how="left_semi")
+        .groupBy(*GROUP, "bucket", "duration_us").agg(F.count(F.lit(1)).alias("sessions"))
     )
     in_bucket = Window.partitionBy(*GROUP, "bucket").orderBy("duration_us")
     value_before = F.sum("sessions").over(in_bucket.rowsBetween(Window.unboundedPreceding, -1))
@@ -394,11 +418,11 @@ def _other_actions(dated: DataFrame, segments: tuple[str, ...], kept: DataFrame,
     # each group of `folding` (those with names past the cap), every name not kept is folded; the kept names are at
     # most max_names per group, the folded ones may be millions of free-text names.
     per_session = (
-        _named(dated, segments, "session_id")
-        .transform(_in_groups, segments, ["user_id", "session_id", "event_name"], ["count"])
+        _named(dated, segments, "session_start")  # a user's sessions start at different instants
+        .transform(_in_groups, segments, ["user_id", "session_start", "event_name"], ["count"])
         .join(folding, on=list(GROUP), how="left_semi")
         .join(kept, on=[*GROUP, "event_name"], how="left_anti")
-        .groupBy(*GROUP, "user_id", "session_id")
+        .groupBy(*GROUP, "user_id", "session_start")
         .agg(F.sum("count").alias("actions"))
     )
     return (

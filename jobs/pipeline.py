@@ -570,24 +570,25 @@ def _process(
     later = stored_from.where(F.col("session_date") > F.lit(last_day))
     before = counts_before(users, stored_from)
     in_run = F.col("session_date").between(F.lit(first_day), F.lit(last_day))
-    owned = (
-        numbered(new_sessions.where(in_run), before).transform(as_stored, segments)
-        .unionByName(extended_anchors(new_sessions, anchors, context_start).transform(as_stored, segments))
-        # Written in two places, and sessionizing twice would cost twice. On disk only: cached in memory, it held
-        # storage memory the sessionizing sorts needed (50M events failed with 1g of driver memory).
-        .persist(StorageLevel.DISK_ONLY)
-    )
     stage = _Stages(record)
     try:
-        run_sessions = owned.where(in_run)
         progress.wrote_tables = True
         with stage("read, validate, sessionize, write sessions") as counts:
-            sessions_written = replace_sessions(run_sessions, sessions_path, first_day, last_day)
+            sessions_written = replace_sessions(
+                numbered(new_sessions.where(in_run), before).transform(as_stored, segments), sessions_path,
+                first_day, last_day,
+            )
             # The read counts are read after this write, which runs the query that fills them.
             counts["sessions written"] = sessions_written
-        extended = owned.where(~in_run).join(
-            anchors.select("session_id", "session_end", "actions"), on=["session_id", "session_end", "actions"],
-            how="left_anti",
+        # The run's sessions as written, for the steps below: read back, not numbered again. Later writes of this
+        # run touch no session of its days (extended anchors start before them, renumbered ones after).
+        run_sessions = read_table(spark, sessions_path).where(in_run)
+        extended = (
+            extended_anchors(new_sessions, anchors, context_start)
+            .transform(as_stored, segments)
+            .join(anchors.select("session_id", "session_end", "actions"), on=["session_id", "session_end", "actions"],
+                  how="left_anti")
+            .persist()  # few rows, read twice
         )  # anchors whose events changed: their day, week and month are recomputed
         changed = extended.unionByName(
             renumbered_later(later, before, run_sessions).transform(as_stored, segments)
@@ -597,6 +598,7 @@ def _process(
             extended_days = {row["session_date"] for row in extended.select("session_date").distinct().collect()}
             counts["sessions updated"] = updated
         changed.unpersist()
+        extended.unpersist()
 
         # Few rows (the run's users), read twice: persisted so the joins behind them run once.
         with stage("merge users") as counts:
@@ -606,7 +608,6 @@ def _process(
             counts |= {"new": merged.inserted, "updated": merged.updated, "deleted": merged.deleted}
         updates.unpersist()
     finally:
-        owned.unpersist()
         marks.unpersist()
 
     # Not from `observed`: the read counts come from the sessionizing query alone. They are in once the sessions
@@ -629,7 +630,9 @@ def _process(
     processed = set(processed_before) | run_days
     current = read_table(spark, sessions_path).where(F.col("session_date").isin(sorted(period_days)))
     # The periods' sessions by user, with each user's first day: read by both KPI tables, each in several steps.
-    dated = with_first_seen_day(current, read_table(spark, users_path), timezone).persist(StorageLevel.DISK_ONLY)
+    dated = with_first_seen_day(current, read_table(spark, users_path), segments, timezone).persist(
+        StorageLevel.DISK_ONLY
+    )
     try:
         kpis = (
             kpis_by_period(dated, segments)

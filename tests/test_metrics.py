@@ -1,4 +1,6 @@
-from datetime import date, timedelta
+import math
+import random
+from datetime import date, datetime, time, timedelta
 
 import pytest
 from pyspark.sql import Row
@@ -19,7 +21,8 @@ from tests.helpers import utc
 
 SESSIONS = (
     "session_id string, user_id string, actions long, session_date date, platform string, duration_seconds double, "
-    "is_bounce boolean, is_engaged boolean, converted boolean, action_counts map<string, bigint>"
+    "is_bounce boolean, is_engaged boolean, converted boolean, action_counts map<string, bigint>, "
+    "session_start timestamp"
 )
 USERS = "user_id string, first_seen timestamp"
 SEGMENTS = ("platform",)
@@ -34,12 +37,15 @@ def session(user, actions, day, platform="ios", duration=0.0, engaged=False, con
 
 def sessions_frame(spark, sessions):
     rows = [session(*r) if len(r) == 4 else r for r in sessions]
-    numbered = [(f"s{n}", *r[1:]) for n, r in enumerate(rows)]
+    # Each session starts a minute after the one before it on its day, so a user's sessions start apart.
+    numbered = [(f"s{n}", *r[1:], datetime.combine(r[3], time(10)) + timedelta(minutes=n)) for n, r in enumerate(rows)]
     return spark.createDataFrame(numbered, SESSIONS)
 
 
 def dated(spark, sessions, users, timezone="UTC"):
-    return with_first_seen_day(sessions_frame(spark, sessions), spark.createDataFrame(users, USERS), timezone)
+    return with_first_seen_day(
+        sessions_frame(spark, sessions), spark.createDataFrame(users, USERS), SEGMENTS, timezone
+    )
 
 
 def kpis(spark, sessions, users, timezone="UTC"):
@@ -333,3 +339,92 @@ def test_only_groups_with_names_past_the_cap_get_an_other_row(spark):
         [Row(period_start=MON, event_name="view", actions=4), Row(period_start=MON, event_name="(other)", actions=4),
          Row(period_start=TUE, event_name="view", actions=2)],
     )
+
+
+# A random month of sessions for the reference tests below: users who switch platform between sessions, several
+# sessions a day, weeks that cross into December, users first seen during the month.
+REFERENCE_DAYS = [date(2026, 11, 1) + timedelta(days=n) for n in range(34)]
+BUCKET_US = 2**23  # the duration buckets the percentiles are located in (jobs.metrics._BUCKET_BITS)
+
+
+def random_sessions(seed, count=400):
+    rng = random.Random(seed)
+    users = [f"u{n}" for n in range(25)]
+    first_seen = {u: rng.choice([LONG_AGO, *[datetime.combine(d, time(0)) for d in REFERENCE_DAYS[:10]]])
+                  for u in users}
+    rows = []
+    for n in range(count):
+        user = rng.choice(users)
+        day = rng.choice([d for d in REFERENCE_DAYS if d >= first_seen[user].date()])
+        # Durations at and around bucket edges, repeated values (bounces), long and very long sessions.
+        duration_us = rng.choice([
+            0, 0, rng.randrange(1, 3_600_000_000), BUCKET_US * rng.randrange(1, 40) + rng.choice([-1, 0, 1]),
+            rng.randrange(0, 86_400_000_000), 1_000_000 * rng.randrange(0, 50),
+        ])
+        names = rng.sample(["view", "search", "like", "buy"], rng.randrange(1, 4))
+        counts = {name: rng.randrange(1, 4) for name in names}
+        rows.append((None, user, sum(counts.values()), day, rng.choice(["ios", "web", "android"]),
+                     duration_us / 1_000_000, False, False, rng.random() < 0.3, counts))
+    return rows, [(u, first_seen[u]) for u in users]
+
+
+def groups_of(session_row, first_seen):
+    """The (period, period_start, dimension, value) groups one session counts in: the rules in plain Python."""
+    day, platform = session_row[3], session_row[4]
+    first_day = first_seen[session_row[1]].date()
+    starts = {"day": lambda d: d, "week": lambda d: d - timedelta(days=d.weekday()), "month": lambda d: d.replace(day=1)}
+    for period, start_of in starts.items():
+        start = start_of(day)
+        user_type = "new" if start_of(first_day) == start else "returning"
+        for dimension, value in (("all", "all"), ("platform", platform), ("user_type", user_type)):
+            yield period, start, dimension, value
+
+
+def spark_percentile(values, q):
+    """Spark's percentile: rank (n - 1) x q, interpolated between the values at its floor and ceil."""
+    values = sorted(values)
+    position = (len(values) - 1) * q
+    lower, higher = math.floor(position), math.ceil(position)
+    if lower == higher or values[lower] == values[higher]:
+        return values[lower]
+    return (higher - position) * values[lower] + (position - lower) * values[higher]
+
+
+def test_percentiles_equal_spark_percentile_of_each_group_wherever_its_ranks_fall_among_the_buckets(spark):
+    rows, users = random_sessions(seed=3)
+    first_seen = dict(users)
+    durations = {}
+    for r in rows:
+        for group in groups_of(r, first_seen):
+            durations.setdefault(group, []).append(r[5])
+
+    frame = kpis(spark, rows, users)
+
+    found = {(r.period, r.period_start, r.dimension, r.dimension_value): (r.median_duration_seconds,
+                                                                          r.p90_duration_seconds)
+             for r in frame.collect()}
+    expected = {g: (spark_percentile(d, 0.5), spark_percentile(d, 0.9)) for g, d in durations.items()}
+    assert found.keys() == expected.keys()
+    for group, (median, p90) in expected.items():
+        assert found[group] == (pytest.approx(median, rel=1e-12), pytest.approx(p90, rel=1e-12)), group
+
+
+def test_distinct_users_converting_users_and_users_per_action_match_a_count_over_each_group(spark):
+    rows, users = random_sessions(seed=5)
+    first_seen = dict(users)
+    members, converting, by_name = {}, {}, {}
+    for r in rows:
+        for group in groups_of(r, first_seen):
+            members.setdefault(group, set()).add(r[1])
+            if r[8]:
+                converting.setdefault(group, set()).add(r[1])
+            for name in r[9]:
+                by_name.setdefault((*group, name), set()).add(r[1])
+
+    kpi_rows = kpis(spark, rows, users).collect()
+    action_rows = action_kpis(spark, rows, users).collect()
+
+    assert {(r.period, r.period_start, r.dimension, r.dimension_value): (r.users, r.converting_users)
+            for r in kpi_rows} == {g: (len(u), len(converting.get(g, ()))) for g, u in members.items()}
+    assert {(r.period, r.period_start, r.dimension, r.dimension_value, r.event_name): r.users_with_action
+            for r in action_rows} == {k: len(u) for k, u in by_name.items()}
