@@ -202,16 +202,18 @@ QUANTILES = {"median_duration_seconds": 0.5, "p90_duration_seconds": 0.9}
 def _duration_percentiles(dated: DataFrame, segments: tuple[str, ...]) -> DataFrame:
     # One row per group: median_duration_seconds and p90_duration_seconds.
     duration_us = F.round(F.col("duration_seconds") * 1_000_000).cast("long")
-    durations = dated.select(*_CELL, *segments, duration_us.alias("duration_us")).withColumn(
+    cell = [*_CELL, *segments]
+    durations = dated.select(*cell, duration_us.alias("duration_us")).withColumn(
         "bucket", F.shiftright("duration_us", _BUCKET_BITS)
     )
-    # Per day, first_seen_day, segment values and bucket: each such cell lies in 12 groups.
-    bucket_cells = durations.groupBy(*_CELL, *segments, "bucket").agg(F.count(F.lit(1)).alias("sessions"))
-    buckets = bucket_cells.transform(_in_groups, segments, ["bucket"], ["sessions"])
+    # Pass 1: sessions per cell (day, first_seen_day, segment values) and bucket, then per group and bucket.
+    bucket_cells = durations.groupBy(*cell, "bucket").agg(F.count(F.lit(1)).alias("sessions"))
     group = Window.partitionBy(*GROUP)
     before = F.sum("sessions").over(group.orderBy("bucket").rowsBetween(Window.unboundedPreceding, -1))
-    located = buckets.withColumns({"group_sessions": F.sum("sessions").over(group), "before": F.coalesce(before, F.lit(0))})
-    # The ranks (0-based) each percentile reads: floor and ceil of its position (n - 1) x q.
+    located = bucket_cells.transform(_in_groups, segments, ["bucket"], ["sessions"]).withColumns(
+        {"group_sessions": F.sum("sessions").over(group), "before": F.coalesce(before, F.lit(0))}
+    )
+    # The ranks (0-based) each percentile reads: floor and ceil of its position (n - 1) x q; the bucket holding each.
     position = {name: (F.col("group_sessions") - 1) * F.lit(q) for name, q in QUANTILES.items()}
     ranks = F.array(*[
         F.struct(F.lit(name).alias("quantile"), F.lit(side).alias("side"), rank(position[name]).cast("long").alias("rank"))
@@ -224,27 +226,30 @@ def _duration_percentiles(dated: DataFrame, segments: tuple[str, ...]) -> DataFr
         .select(*GROUP, "bucket", "quantile", "side", "group_sessions",
                 (F.col("rank") - F.col("before")).alias("rank_in_bucket"))
     )
-    # Only durations in a bucket a group needs go on: first the cells and buckets of the groups' wanted buckets
-    # (a few per group), then each such duration once per group that wants its bucket.
-    wanted = F.broadcast(targets.select(*GROUP, "bucket").distinct())
-    wanted_cells = F.broadcast(
-        bucket_cells.select(*_CELL, *segments, "bucket", _groups(segments))
-        .join(wanted, on=[*GROUP, "bucket"], how="left_semi")
-        .select(*_CELL, *segments, "bucket")
-        .distinct()
+    # Pass 2: each cell's buckets that one of its groups wants (a few per group), with that group's target; only
+    # the durations in them go on, each once per target it may be.
+    wanted = (
+        bucket_cells
+        .select(*cell, "bucket", _groups(segments))
+        .join(targets, on=[*GROUP, "bucket"], how="inner")
+        .select(*[F.col(c).alias(f"wanted_{c}") for c in cell], F.col("bucket").alias("wanted_bucket"), *GROUP,
+                "quantile", "side", "group_sessions", "rank_in_bucket")
     )
-    in_wanted = (
+    # Null-safe: a session whose user has no first_seen_day still counts.
+    in_wanted = F.col("bucket") == F.col("wanted_bucket")
+    for c in cell:
+        in_wanted = in_wanted & F.col(c).eqNullSafe(F.col(f"wanted_{c}"))
+    target = [*GROUP, "quantile", "side", "group_sessions", "rank_in_bucket"]
+    in_order = Window.partitionBy(*target).orderBy("duration_us")
+    found = (
         durations
-        .join(wanted_cells, on=[*_CELL, *segments, "bucket"], how="left_semi")
-        .select("bucket", "duration_us", _groups(segments))
-        .join(wanted, on=[*GROUP, "bucket"], how="left_semi")
-        .groupBy(*GROUP, "bucket", "duration_us").agg(F.count(F.lit(1)).alias("sessions"))
-    )
-    in_bucket = Window.partitionBy(*GROUP, "bucket").orderBy("duration_us")
-    value_before = F.sum("sessions").over(in_bucket.rowsBetween(Window.unboundedPreceding, -1))
-    values = in_wanted.withColumn("before", F.coalesce(value_before, F.lit(0)))
-    found = targets.join(values, on=[*GROUP, "bucket"], how="inner").where(
-        (F.col("rank_in_bucket") >= F.col("before")) & (F.col("rank_in_bucket") < F.col("before") + F.col("sessions"))
+        .join(F.broadcast(wanted), in_wanted, how="inner")
+        .groupBy(*target, "duration_us").agg(F.count(F.lit(1)).alias("sessions"))
+        .withColumn("before", F.coalesce(
+            F.sum("sessions").over(in_order.rowsBetween(Window.unboundedPreceding, -1)), F.lit(0)
+        ))
+        .where((F.col("rank_in_bucket") >= F.col("before"))
+               & (F.col("rank_in_bucket") < F.col("before") + F.col("sessions")))
     )
 
     def value(name: str, side: str) -> Column:
