@@ -559,12 +559,18 @@ def _process(
         rules.max_session_duration, segments, resume_points(anchors, context_start, first_instant), dedup, is_own_row,
         conversion_events,
     ).persist(StorageLevel.DISK_ONLY)  # read by each branch of to_sessions: the events' windows then run once
-    # Read by the run's own sessions and by the extended anchors: from the persisted marks, a burst's first session
-    # is a projection of its piece, so computing it twice costs little.
-    new_sessions = to_sessions(
-        marks, rules.max_session_duration, segments, timezone, conversion_events,
-        engagement.min_duration, engagement.min_actions,
-    )
+
+    def sessions_of(pieces: DataFrame) -> DataFrame:
+        return to_sessions(
+            pieces, rules.max_session_duration, segments, timezone, conversion_events,
+            engagement.min_duration, engagement.min_actions,
+        )
+
+    new_sessions = sessions_of(marks)
+    # The extended anchors come from the marks of users whose anchor may go on (see resume_points) only: a bot's
+    # capped sessions, costly to cut, are cut again only when the bot continues a stored session.
+    continuing = anchors.where(F.col("session_start") >= F.lit(context_start)).select("user_id")
+    anchored_sessions = sessions_of(marks.join(continuing, on="user_id", how="left_semi"))
     stored_from = stored.where(F.col("session_date") >= F.lit(first_day))
     old_run_sessions = stored_from.where(F.col("session_date") <= F.lit(last_day))
     later = stored_from.where(F.col("session_date") > F.lit(last_day))
@@ -584,7 +590,7 @@ def _process(
         # run touch no session of its days (extended anchors start before them, renumbered ones after).
         run_sessions = read_table(spark, sessions_path).where(in_run)
         extended = (
-            extended_anchors(new_sessions, anchors, context_start)
+            extended_anchors(anchored_sessions, anchors, context_start)
             .transform(as_stored, segments)
             .join(anchors.select("session_id", "session_end", "actions"), on=["session_id", "session_end", "actions"],
                   how="left_anti")
