@@ -67,7 +67,8 @@ def _first_copies(numbered_copies: DataFrame) -> DataFrame:
 
 def with_bursts(events: DataFrame, inactivity_timeout: timedelta, max_session_duration: timedelta) -> DataFrame:
     """Add, running along each user's timeline: event_us, event_index (1, 2, ...), prev_us (the previous event's
-    event_us, null for the user's first), burst_number, burst_start_us, is_new_burst and is_late.
+    event_us, null for the user's first), burst_number, burst_start_us, is_new_burst, longest_gap_us (the longest
+    gap between two events of the burst so far) and is_late.
 
     A burst is a run of events with no gap over the timeout: a user's first event opens one, and a gap strictly
     longer than `inactivity_timeout` opens the next. An event is late when it comes `max_session_duration` or
@@ -90,20 +91,44 @@ def with_bursts(events: DataFrame, inactivity_timeout: timedelta, max_session_du
                 "burst_start_us": F.max(F.when(F.col("is_new_burst"), event_us)).over(so_far),
             }
         )
-        .withColumn("is_late", event_us - F.col("burst_start_us") >= cap_us)
+        .withColumns(
+            {
+                # burst_number first: the running max is always of the current burst's gaps (its first event: 0).
+                "longest_gap_us": F.max(F.struct(
+                    F.col("burst_number"),
+                    F.when(F.col("is_new_burst"), F.lit(0)).otherwise(event_us - prev_us).alias("gap_us"),
+                )).over(so_far).getField("gap_us"),
+                "is_late": event_us - F.col("burst_start_us") >= cap_us,
+            }
+        )
     )
 
 
-def _named(bursts: DataFrame, segments: tuple[str, ...]) -> DataFrame:
-    # Sums the events up by piece and event name: user_id, burst_number, burst_start_us, piece_index, first_event,
-    # event_name, and over the piece's events of that name name_actions (how many), name_first_us and
-    # name_first_index (the first one's time and event_index), last_us (the last one's time) and, on late pieces,
-    # prev_us (the event before it). A piece is what one session is made of: a burst's events before the cap
-    # (piece_index 0: its first session), or one late event (piece_index: its event_index).
+def _piece_index(cap_us: int) -> Column:
+    # Which piece an event is summed into: 0, the burst's events before the cap (its first session); -k, late events
+    # known to belong to the burst's k-th capped session; or, for a late event that may be the k-th cut or before
+    # it, its own event_index (a piece of one event, sorted out by the cuts).
+    # The k-th cut c(k) is the first event at or after c(k-1) + cap (c(0): the burst start s), and the gap before
+    # it is at most g, the longest gap of the burst up to this event, so s + k x cap <= c(k) < s + k x (cap + g).
+    # An event at t with s + k x (cap + g) <= t < s + (k + 1) x cap therefore comes after c(k) and before c(k+1):
+    # it is in the k-th capped session. For a bot that sends at a steady pace, g is tiny and nearly all its late
+    # events fall in such runs, so they are summed here rather than cut one by one.
+    after_start_us = F.col("event_us") - F.col("burst_start_us")
+    # A rounding error in the division only makes the checks below fail: the event then stays a piece of its own.
+    k = F.floor(after_start_us / cap_us).cast("long")
+    is_known = (after_start_us >= k * (cap_us + F.col("longest_gap_us"))) & (after_start_us < (k + 1) * cap_us)
+    return F.when(~F.col("is_late"), F.lit(0).cast("long")).when(is_known, -k).otherwise(F.col("event_index"))
+
+
+def _named(bursts: DataFrame, segments: tuple[str, ...], cap_us: int) -> DataFrame:
+    # Sums the events up by piece (see _piece_index) and event name: user_id, burst_number, burst_start_us,
+    # piece_index, first_event, event_name, and over the piece's events of that name name_actions (how many),
+    # name_first_us and name_first_index (the first one's time and event_index) and last_us (the last one's time).
     # Grouping keeps the events' partitioning by user_id, so it adds no shuffle. The key stays narrow
-    # (ids, longs, the name) so that Spark hashes it rather than sorting the events: a piece's first event (its id
-    # and segments, strings) rides along on one extra row per piece, its "head" row, whose event_name is null and
-    # which counts no action. A late event is a piece of its own, so its one row carries both.
+    # (ids, longs, the name) so that Spark hashes it rather than sorting the events: a first session's first event
+    # (its id and segments, strings) rides along on one extra row, its "head" row, whose event_name is null and
+    # which counts no action. A late event that is a piece of its own carries both on its one row; the runs of
+    # known late events need no first event (a capped session opens at its cut, a piece of its own).
     # Field order makes struct comparison follow the timeline: time first, then event_id.
     event = F.struct(F.col("event_us"), F.col("event_id"), *[_segment_value(F.col(s)).alias(s) for s in segments])
     no_event = F.lit(None).cast(_event_type(segments))
@@ -111,28 +136,22 @@ def _named(bursts: DataFrame, segments: tuple[str, ...]) -> DataFrame:
     def row(event_name: Column, first_event: Column) -> Column:
         return F.struct(event_name.alias("event_name"), first_event.alias("first_event"))
 
-    name = F.col("event_name")
+    name, piece_index = F.col("event_name"), F.col("piece_index")
     rows = (
-        F.when(F.col("is_late"), F.array(row(name, event)))
+        F.when(piece_index > 0, F.array(row(name, event)))
         .when(F.col("is_new_burst"), F.array(row(name, no_event), row(F.lit(None).cast("string"), event)))
         .otherwise(F.array(row(name, no_event)))
     )
-    is_late = F.col("is_late")
     return (
         bursts
-        .select(
-            "user_id", "burst_number", "burst_start_us", "event_us", "event_index",
-            F.when(is_late, F.col("event_index")).otherwise(F.lit(0)).alias("piece_index"),
-            F.when(is_late, F.col("prev_us")).alias("prev_us"),
-            F.inline(rows),
-        )
+        .withColumn("piece_index", _piece_index(cap_us))
+        .select("user_id", "burst_number", "burst_start_us", "piece_index", "event_us", "event_index", F.inline(rows))
         .groupBy("user_id", "burst_number", "burst_start_us", "piece_index", "first_event", "event_name")
         .agg(
             F.count("event_name").alias("name_actions"),  # a head row counts no action
             F.min("event_us").alias("name_first_us"),
             F.min("event_index").alias("name_first_index"),
             F.max("event_us").alias("last_us"),
-            F.max("prev_us").alias("prev_us"),
         )
     )
 
@@ -142,14 +161,15 @@ def _event_type(segments: tuple[str, ...]) -> str:
     return f"struct<event_us: bigint, event_id: string{''.join(f', {s}: string' for s in segments)}>"
 
 
-def _summed(named: DataFrame, keys: list[str], conversion_events: tuple[str, ...], *more: Column) -> DataFrame:
-    # Rows per piece (or session) and event name (see _named) -> one row per `keys`: first_event, last_us, actions,
-    # first_index, conversions, first_conversion (event_us, event_index), action_counts, and `more` aggregates.
+def _summed(named: DataFrame, keys: list[str], conversion_events: tuple[str, ...]) -> DataFrame:
+    # Rows per piece and event name (see _named) -> one row per `keys`: first_event, first_us, last_us, actions,
+    # first_index, conversions, first_conversion (event_us, event_index) and action_counts.
     is_conversion = F.col("event_name").isin(*conversion_events) if conversion_events else F.lit(False)
     first_of_name = F.struct(F.col("name_first_us").alias("event_us"), F.col("name_first_index").alias("event_index"))
     name_count = F.struct("event_name", "name_actions")  # head rows (no event_name) hold no action
     return named.groupBy(*keys).agg(
         F.min("first_event").alias("first_event"),
+        F.min("name_first_us").alias("first_us"),
         F.max("last_us").alias("last_us"),
         F.sum("name_actions").alias("actions"),
         F.min("name_first_index").alias("first_index"),
@@ -158,28 +178,19 @@ def _summed(named: DataFrame, keys: list[str], conversion_events: tuple[str, ...
         # Sorted by name, so the same events always give the same map.
         F.map_from_entries(F.array_sort(F.collect_list(F.when(F.col("event_name").isNotNull(), name_count))))
         .alias("action_counts"),
-        *more,
     )
 
 
-def _cuts(late_events: DataFrame, cap_us: int) -> DataFrame:
-    # One row per cut of a burst (user_id, burst_number, cut_us: the cut's time).
-    # The rule is sequential, each cut deciding where the next may be, so it is a fold over sorted times, gathered
-    # per burst in one task. Only the times of possible cuts are gathered. With g the longest gap before any of the
-    # burst's late events, each cut comes less than g after its session's start + cap, so the k-th cut lies in
-    # [start + k x cap, start + k x (cap + g)); a late event in none of these spans cannot be a cut, and the
-    # fold's state changes only at cuts, so leaving such events out changes nothing. For a bot that sends at a
-    # steady pace, g is tiny and so are the spans. The filter keeps the spans' upper ends too: harmless.
-    burst = Window.partitionBy("user_id", "burst_number")
-    after_start_us = F.col("event_us") - F.col("burst_start_us")
-    # A rounding error in the division could only make this larger and keep more times (none below 2^53 us).
-    most_cuts_before = F.floor(after_start_us / cap_us)
+def _cuts(late_pieces: DataFrame, cap_us: int) -> DataFrame:
+    # One row per cut of a burst (user_id, burst_number, cut_us: the cut's time), from the late events that may be
+    # cuts, the pieces of one event (see _piece_index): every cut is one of them. The rule is sequential, each cut
+    # deciding where the next may be, so it is a fold over their sorted times, gathered per burst in one task; the
+    # fold's state changes only at cuts, so leaving the other late events out changes nothing.
     times = (
-        late_events
-        .withColumn("longest_gap_us", F.max(F.col("event_us") - F.col("prev_us")).over(burst))
-        .where(most_cuts_before * (cap_us + F.col("longest_gap_us")) >= after_start_us)
+        late_pieces
+        .where(F.col("piece_index") > 0)
         .groupBy("user_id", "burst_number", "burst_start_us")
-        .agg(F.sort_array(F.collect_list("event_us")).alias("late_us"))
+        .agg(F.sort_array(F.collect_list("first_us")).alias("late_us"))
     )
     cuts = F.aggregate(
         "late_us",
@@ -193,36 +204,47 @@ def _cuts(late_events: DataFrame, cap_us: int) -> DataFrame:
 
 
 def _capped_sessions(late_pieces: DataFrame, cap_us: int, conversion_events: tuple[str, ...]) -> DataFrame:
-    # Late pieces (one event each) -> one row per capped session (user_id, burst_number, session_key: its cut's
-    # time), summed as first pieces are. A capped session opens at its cut and holds every late event of the burst
-    # from there to the next cut; events at the cut's instant belong to it, the first by the timeline (the least
-    # first_event) opening it.
-    late_events = late_pieces.select(
-        "user_id", "burst_number", "burst_start_us", "piece_index", "first_event", "last_us", "prev_us",
-        F.col("first_event.event_us").alias("event_us"), F.col("first_index").alias("name_first_index"),
-        F.explode("action_counts").alias("event_name", "name_actions"),  # one entry: the event's name
-        F.lit(None).cast("long").alias("cut_us"),
-    ).withColumn("name_first_us", F.col("event_us"))
-    cut_rows = _cuts(late_events, cap_us).withColumn("event_us", F.col("cut_us"))
-    # A cut sorts before the events at its instant (its piece_index is null), so each event finds its own cut.
+    # Late pieces -> one row per capped session (user_id, burst_number, session_key: its cut's time), with the
+    # columns of a first piece. A capped session opens at its cut and holds every late event of the burst from
+    # there to the next cut; events at the cut's instant belong to it, the first by the timeline (the least
+    # first_event) opening it. Each piece lies in one session: the one of the latest cut at or before its first
+    # event (a cut sorts before the events at its instant: its piece_index is null).
+    cut_rows = _cuts(late_pieces, cap_us).withColumn("first_us", F.col("cut_us"))
     timeline = Window.partitionBy("user_id", "burst_number").orderBy(
-        "event_us", F.col("piece_index").asc_nulls_first()
+        "first_us", F.col("piece_index").asc_nulls_first()
     ).rowsBetween(Window.unboundedPreceding, Window.currentRow)
-    named = (
-        late_events
+    session = ["user_id", "burst_number", "session_key"]
+    is_conversion = F.col("event_name").isin(*conversion_events) if conversion_events else F.lit(False)
+    return (
+        late_pieces
         .unionByName(cut_rows, allowMissingColumns=True)
         .withColumn("session_key", F.last("cut_us", ignorenulls=True).over(timeline))
         .where(F.col("piece_index").isNotNull())
-        .groupBy("user_id", "burst_number", "session_key", "event_name")
+        # Action counts add up per name across a session's pieces, the rest per session.
+        .select(*session, "first_event", "first_us", "last_us", "first_index", "first_conversion",
+                F.explode("action_counts").alias("event_name", "name_actions"))
+        .groupBy(*session, "event_name")
         .agg(
             F.min("first_event").alias("first_event"),
-            F.sum("name_actions").alias("name_actions"),
-            F.min("name_first_us").alias("name_first_us"),
-            F.min("name_first_index").alias("name_first_index"),
+            F.min("first_us").alias("first_us"),
             F.max("last_us").alias("last_us"),
+            F.sum("name_actions").alias("name_actions"),
+            F.min("first_index").alias("first_index"),
+            F.min("first_conversion").alias("first_conversion"),
+        )
+        .groupBy(*session)
+        .agg(
+            F.min("first_event").alias("first_event"),
+            F.min("first_us").alias("first_us"),
+            F.max("last_us").alias("last_us"),
+            F.sum("name_actions").alias("actions"),
+            F.min("first_index").alias("first_index"),
+            F.coalesce(F.sum(F.when(is_conversion, F.col("name_actions"))), F.lit(0)).alias("conversions"),
+            F.min("first_conversion").alias("first_conversion"),
+            F.map_from_entries(F.array_sort(F.collect_list(F.struct("event_name", "name_actions"))))
+            .alias("action_counts"),
         )
     )
-    return named.transform(_summed, ["user_id", "burst_number", "session_key"], conversion_events)
 
 
 def to_sessions(
@@ -250,7 +272,7 @@ def to_sessions(
     action_counts.
     """
     first_sessions = marks.where(F.col("piece_index") == 0)
-    capped_sessions = marks.where(F.col("piece_index") > 0).transform(
+    capped_sessions = marks.where(F.col("piece_index") != 0).transform(
         _capped_sessions, _micros(max_session_duration), conversion_events
     )
     first_us = F.col("first_event.event_us")
@@ -315,12 +337,14 @@ def session_marks(
 ) -> DataFrame:
     """Valid events in, the events summed up by piece out, which to_sessions turns into sessions.
 
-    A piece is a burst's events before the cap (piece_index 0, its first session) or one late event (piece_index:
-    its event_index; few, but every event of a bot past the cap; see with_bursts). Columns: user_id, burst_number,
-    burst_start_us, piece_index, first_event (the piece's first event: event_us, event_id, segments), last_us (its
-    last event's time), actions, first_index (its first event's event_index), conversions (its events named in
-    `conversion_events`), first_conversion (event_us, event_index of the first), action_counts (event name ->
-    events) and, on late pieces, prev_us (the event before it). About one row per session.
+    A piece is a burst's events before the cap (piece_index 0, its first session), a run of late events known to
+    belong to the burst's k-th capped session (piece_index -k), or one late event that may be a cut (piece_index:
+    its event_index); late events are few but for bots past the cap (see with_bursts and _piece_index). Columns:
+    user_id, burst_number, burst_start_us, piece_index, first_event (a first session's or a one-event piece's
+    first event: event_us, event_id, segments; null for a run of late events), first_us and last_us (its first
+    and last event's time), actions, first_index (its first event's event_index), conversions (its events named
+    in `conversion_events`), first_conversion (event_us, event_index of the first) and action_counts (event name
+    -> events). About one row per session.
 
     With `resume_points`, each user's events before their resume point are dropped after dedup (see resume_at).
     `deduplication`, if given, observes `kept` (events left after dedup) and `copies` (copies dropped) among the
@@ -341,9 +365,13 @@ def session_marks(
         # the resume point still hides a later copy, as it does when the whole history is sessionized.
         deduplicated = deduplicated.transform(resume_at, resume_points)
     piece = ["user_id", "burst_number", "burst_start_us", "piece_index"]
-    named = deduplicated.transform(with_bursts, inactivity_timeout, max_session_duration).transform(_named, segments)
+    named = (
+        deduplicated
+        .transform(with_bursts, inactivity_timeout, max_session_duration)
+        .transform(_named, segments, _micros(max_session_duration))
+    )
     # Summed on the events' partitioning, in the same stage: no shuffle.
-    return _summed(named, piece, conversion_events, F.max("prev_us").alias("prev_us"))
+    return _summed(named, piece, conversion_events)
 
 
 def sessionize(
