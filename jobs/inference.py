@@ -1,0 +1,121 @@
+"""A/B test statistics from a handful of per-variant moments (plain Python on the driver).
+
+The randomization unit is the user, so every variance here is taken over users, never over sessions. Each variant
+arrives as `Moments`: its user count and the sums of each user's sessions S and actions A, of their squares and of
+their product, computed in Spark from per-user sums (no event-sized data leaves the executors).
+
+- SPU is a per-user mean, mean(S), with the variance of a mean.
+- APS is a ratio of per-user means, mean(A) / mean(S); its variance comes from the delta method over users
+  (Deng, Knoblich and Lu 2018, "Applying the Delta Method in Metric Analytics"):
+  Var(APS) = (var(A) / mS^2 - 2 mA cov(A, S) / mS^3 + mA^2 var(S) / mS^4) / n.
+- The relative lift of a variant over control, t / c - 1, is a ratio of two independent estimates; its variance is
+  the delta method again: Var(t / c) = Var(t) / c^2 + t^2 Var(c) / c^4. Its confidence interval and the two-sided
+  p-value come from that one standard error, so an interval that excludes zero always has p < 0.05.
+- Sample ratio mismatch: a chi-square test of the users per variant against the expected split.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from statistics import NormalDist
+
+from scipy.stats import chi2
+
+CONFIDENCE = 0.95
+_Z = NormalDist().inv_cdf(0.5 + CONFIDENCE / 2)  # 1.959964...
+
+
+@dataclass(frozen=True)
+class Moments:
+    """One variant's users reduced to sums over users of S, A, S^2, A^2 and A x S (S sessions, A actions)."""
+
+    users: int
+    sessions: float
+    actions: float
+    sessions_squared: float
+    actions_squared: float
+    actions_times_sessions: float
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A metric's value with its standard error and 95% confidence interval (normal approximation)."""
+
+    value: float
+    standard_error: float
+
+    @property
+    def ci_low(self) -> float:
+        return self.value - _Z * self.standard_error
+
+    @property
+    def ci_high(self) -> float:
+        return self.value + _Z * self.standard_error
+
+
+@dataclass(frozen=True)
+class Lift:
+    """A variant's relative change against control (0.05 = +5%), its 95% interval and two-sided p-value."""
+
+    value: float
+    standard_error: float
+    p_value: float
+
+    @property
+    def ci_low(self) -> float:
+        return self.value - _Z * self.standard_error
+
+    @property
+    def ci_high(self) -> float:
+        return self.value + _Z * self.standard_error
+
+
+def _sample_covariance(users: int, sum_xy: float, sum_x: float, sum_y: float) -> float:
+    """Unbiased covariance over users (n - 1 in the denominator) from sums; the variance when x is y."""
+    return (sum_xy - sum_x * sum_y / users) / (users - 1)
+
+
+def spu(moments: Moments) -> Estimate:
+    """Sessions per user: the mean of S over users, with the standard error of a mean. Needs 2 users or more."""
+    n = moments.users
+    variance = _sample_covariance(n, moments.sessions_squared, moments.sessions, moments.sessions)
+    return Estimate(moments.sessions / n, math.sqrt(max(variance, 0.0) / n))
+
+
+def aps(moments: Moments) -> Estimate:
+    """Actions per session: sum A / sum S, with the delta method's standard error over users (module docstring).
+    Needs 2 users or more and at least one session."""
+    n = moments.users
+    mean_s, mean_a = moments.sessions / n, moments.actions / n
+    var_s = _sample_covariance(n, moments.sessions_squared, moments.sessions, moments.sessions)
+    var_a = _sample_covariance(n, moments.actions_squared, moments.actions, moments.actions)
+    cov_as = _sample_covariance(n, moments.actions_times_sessions, moments.actions, moments.sessions)
+    variance = (var_a / mean_s**2 - 2 * mean_a * cov_as / mean_s**3 + mean_a**2 * var_s / mean_s**4) / n
+    return Estimate(mean_a / mean_s, math.sqrt(max(variance, 0.0)))
+
+
+def lift(treatment: Estimate, control: Estimate) -> Lift:
+    """treatment / control - 1, its delta-method standard error and the two-sided p-value of no change."""
+    ratio = treatment.value / control.value
+    variance = (treatment.standard_error / control.value) ** 2 + (
+        ratio * control.standard_error / control.value
+    ) ** 2
+    standard_error = math.sqrt(variance)
+    if standard_error == 0:
+        p_value = 1.0 if ratio == 1 else 0.0
+    else:
+        p_value = 2 * NormalDist().cdf(-abs(ratio - 1) / standard_error)
+    return Lift(ratio - 1, standard_error, p_value)
+
+
+def sample_ratio_p_value(users: Sequence[int], expected_split: Sequence[float]) -> float:
+    """The chi-square test's p-value of the users per variant against the expected split (any positive weights,
+    normalized): a small value says assignment is broken, whatever the metrics show."""
+    if len(users) != len(expected_split) or len(users) < 2:
+        raise ValueError("sample ratio test: one expected share per variant, two variants or more")
+    total, weight = sum(users), sum(expected_split)
+    expected = [total * share / weight for share in expected_split]
+    statistic = sum((seen - want) ** 2 / want for seen, want in zip(users, expected, strict=True))
+    return float(chi2.sf(statistic, len(users) - 1))
