@@ -119,3 +119,63 @@ def sample_ratio_p_value(users: Sequence[int], expected_split: Sequence[float]) 
     expected = [total * share / weight for share in expected_split]
     statistic = sum((seen - want) ** 2 / want for seen, want in zip(users, expected, strict=True))
     return float(chi2.sf(statistic, len(users) - 1))
+
+
+def control_of(variants: Sequence[str], configured: str | None) -> str:
+    """The control variant: the configured one, else the one named "control", else the first in sorted order."""
+    if configured is not None:
+        return configured
+    return "control" if "control" in variants else sorted(variants)[0]
+
+
+def _metric(estimate: Estimate | None, lifted: Lift | None, name: str) -> dict[str, float | None]:
+    """A metric's output columns: value, standard error, interval, then its lift's; None where there is none."""
+    return {
+        name: estimate.value if estimate else None,
+        f"{name}_se": estimate.standard_error if estimate else None,
+        f"{name}_ci_low": estimate.ci_low if estimate else None,
+        f"{name}_ci_high": estimate.ci_high if estimate else None,
+        f"{name}_lift": lifted.value if lifted else None,
+        f"{name}_lift_ci_low": lifted.ci_low if lifted else None,
+        f"{name}_lift_ci_high": lifted.ci_high if lifted else None,
+        f"{name}_p_value": lifted.p_value if lifted else None,
+    }
+
+
+def window_results(
+    window: dict[str, Moments], control: str, expected_split: dict[str, float] | None
+) -> dict[str, dict[str, object]]:
+    """Each variant's statistics for one analysis window, from its moments: SPU and APS with their standard errors
+    and intervals, their lift against `control` (none for control itself), and the window's sample-ratio p-value
+    (against `expected_split`, equal shares when none is given). A variant with fewer than 2 users, or without
+    sessions for APS, gets no estimate; a lift needs the control's estimate too."""
+    variants = sorted(window)
+    split = expected_split or {variant: 1.0 for variant in variants}
+    srm = (
+        sample_ratio_p_value([window[v].users for v in variants], [split.get(v, 0.0) for v in variants])
+        if len(variants) > 1 and all(split.get(v, 0.0) > 0 for v in variants)
+        else None
+    )
+
+    def estimates(moments: Moments | None) -> tuple[Estimate | None, Estimate | None]:
+        if moments is None or moments.users < 2:
+            return None, None
+        return spu(moments), aps(moments) if moments.sessions > 0 else None
+
+    def lift_over_control(estimate: Estimate | None, of_control: Estimate | None, is_control: bool) -> Lift | None:
+        if is_control or estimate is None or of_control is None or of_control.value == 0:
+            return None
+        return lift(estimate, of_control)
+
+    control_spu, control_aps = estimates(window.get(control))
+    results = {}
+    for variant in variants:
+        variant_spu, variant_aps = estimates(window[variant])
+        is_control = variant == control
+        results[variant] = {
+            "is_control": is_control,
+            **_metric(variant_spu, lift_over_control(variant_spu, control_spu, is_control), "spu"),
+            **_metric(variant_aps, lift_over_control(variant_aps, control_aps, is_control), "aps"),
+            "srm_p_value": srm,
+        }
+    return results

@@ -9,7 +9,7 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 
-from jobs.inference import Estimate, Moments, aps, lift, sample_ratio_p_value, spu
+from jobs.inference import Estimate, Moments, aps, control_of, lift, sample_ratio_p_value, spu, window_results
 
 Z95 = NormalDist().inv_cdf(0.975)
 
@@ -157,3 +157,30 @@ def test_a_five_percent_aps_effect_is_detected_at_the_power_the_formula_predicts
     predicted = NormalDist().cdf(effect / standard_error - Z95) + NormalDist().cdf(-effect / standard_error - Z95)
     assert 0.3 < predicted < 0.9  # a power the test can tell apart from 0 and 1
     assert detected / tests == pytest.approx(predicted, abs=0.04)
+
+
+def test_the_control_is_the_configured_variant_else_the_one_named_control_else_the_first_by_name():
+    assert control_of(["b", "control"], configured="b") == "b"
+    assert control_of(["treatment", "control"], configured=None) == "control"
+    assert control_of(["v2", "v1"], configured=None) == "v1"
+
+
+def test_a_windows_results_give_each_variant_its_estimates_and_each_non_control_its_lift_over_control():
+    results = window_results({"A": CONTROL, "B": TREATMENT}, control="A", expected_split=None)
+
+    assert results["A"]["is_control"] and not results["B"]["is_control"]
+    assert results["A"]["aps"] == pytest.approx(5 / 3) and results["A"]["aps_lift"] is None
+    assert results["A"]["spu_se"] == pytest.approx(math.sqrt(1 / 3))
+    assert results["B"]["aps_lift"] == pytest.approx(0.4)
+    assert results["B"]["aps_lift_ci_high"] == pytest.approx(0.4 + Z95 * math.sqrt(4 / 225 + 0.84**2 * 13 / 108))
+    assert results["B"]["spu_lift"] == pytest.approx(0.5)  # SPU 3 against 2
+    # 3 users against 2, equal shares expected: both rows carry the window's sample-ratio p-value.
+    assert results["A"]["srm_p_value"] == results["B"]["srm_p_value"] == pytest.approx(
+        2 * NormalDist().cdf(-math.sqrt(0.2))
+    )
+
+
+def test_a_variant_with_fewer_than_two_users_gets_no_estimate_and_no_lift():
+    results = window_results({"A": CONTROL, "B": moments([3], [9])}, control="A", expected_split={"A": 1, "B": 1})
+    assert results["B"]["spu"] is None and results["B"]["aps_lift"] is None and results["B"]["aps_p_value"] is None
+    assert results["A"]["spu"] == pytest.approx(2.0)

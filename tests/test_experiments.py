@@ -1,0 +1,111 @@
+"""Experiments' frames: assignments resolved per user, and per-variant moments of each analysis window."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from pyspark.sql import Row
+from pyspark.testing import assertDataFrameEqual
+
+from jobs.experiments import (
+    ASSIGNMENTS_SCHEMA,
+    assignments_from_events,
+    excluded_users,
+    resolved_assignments,
+    variant_moments,
+)
+from tests.helpers import utc
+
+SESSIONS = "user_id string, session_start timestamp, session_date date, actions long"
+MON, TUE, WED = date(2026, 11, 2), date(2026, 11, 3), date(2026, 11, 4)
+
+
+def sessions(spark, rows):
+    return spark.createDataFrame([(u, utc(start), utc(start).date(), actions) for u, start, actions in rows], SESSIONS)
+
+
+def assignments(spark, rows):
+    return spark.createDataFrame([(u, e, v, utc(at)) for u, e, v, at in rows], ASSIGNMENTS_SCHEMA)
+
+
+def test_a_user_in_two_variants_is_excluded_and_a_repeated_assignment_keeps_the_earliest_time(spark):
+    given = assignments(spark, [
+        ("u1", "exp", "A", "2026-11-02T10:00"),
+        ("u1", "exp", "A", "2026-11-01T08:00"),  # the same variant again, earlier: u1 is in A from 1 Nov 08:00
+        ("u2", "exp", "A", "2026-11-02T10:00"),
+        ("u2", "exp", "B", "2026-11-03T10:00"),  # u2 saw both variants: out of the experiment
+        ("u2", "other", "B", "2026-11-03T10:00"),  # ... but not out of another one
+    ])
+    resolved = resolved_assignments(given)
+    assertDataFrameEqual(
+        resolved,
+        [Row(experiment_id="exp", user_id="u1", variant="A", assigned_at=utc("2026-11-01T08:00"), is_excluded=False),
+         Row(experiment_id="exp", user_id="u2", variant=None, assigned_at=utc("2026-11-02T10:00"), is_excluded=True),
+         Row(experiment_id="other", user_id="u2", variant="B", assigned_at=utc("2026-11-03T10:00"),
+             is_excluded=False)],
+    )
+    assertDataFrameEqual(
+        excluded_users(resolved),
+        [Row(experiment_id="exp", excluded_users=1), Row(experiment_id="other", excluded_users=0)],
+    )
+
+
+def test_assignments_read_off_events_start_at_each_users_first_tagged_event(spark):
+    events = spark.createDataFrame(
+        [("u1", utc("2026-11-02T09:00"), None, None),  # untagged: assigns nothing
+         ("u1", utc("2026-11-02T10:00"), "exp", "A"),
+         ("u1", utc("2026-11-02T11:00"), "exp", "A"),
+         ("u2", utc("2026-11-02T12:00"), "exp", None)],  # an experiment without a variant assigns nothing
+        "user_id string, event_ts timestamp, experiment string, variant string",
+    )
+    assertDataFrameEqual(
+        assignments_from_events(events, experiment_column="experiment", variant_column="variant"),
+        [Row(user_id="u1", experiment_id="exp", variant="A", assigned_at=utc("2026-11-02T10:00"))],
+    )
+
+
+def test_each_days_window_holds_the_users_assigned_so_far_and_their_sessions_since_assignment(spark):
+    # u1 in A from Mon 10:00: its Mon 09:00 session (3 actions) is before assignment and does not count; Mon 10:00
+    # (2 actions) and Tue 08:00 (4) do. u3 in A from Tue 12:00, one session Tue 12:30 (6). u2 in B from Mon 09:00,
+    # sessions Mon 09:00 (1: at the assignment instant, it counts) and Wed 20:00 (5). u5 in B from Wed, no session:
+    # a user with 0 sessions. u4 in both variants: excluded, its session counts nowhere.
+    given_sessions = sessions(spark, [
+        ("u1", "2026-11-02T09:00", 3), ("u1", "2026-11-02T10:00", 2), ("u1", "2026-11-03T08:00", 4),
+        ("u3", "2026-11-03T12:30", 6),
+        ("u2", "2026-11-02T09:00", 1), ("u2", "2026-11-04T20:00", 5),
+        ("u4", "2026-11-02T11:00", 2),
+    ])
+    given_assignments = assignments(spark, [
+        ("u1", "exp", "A", "2026-11-02T10:00"), ("u3", "exp", "A", "2026-11-03T12:00"),
+        ("u2", "exp", "B", "2026-11-02T09:00"), ("u5", "exp", "B", "2026-11-04T00:00"),
+        ("u4", "exp", "A", "2026-11-02T08:00"), ("u4", "exp", "B", "2026-11-03T08:00"),
+    ])
+
+    moments = variant_moments(given_sessions, resolved_assignments(given_assignments), "UTC", WED)
+
+    # (users, sessions, actions, sum of S^2, sum of A^2, sum of A x S) with each user's (S, A) to date:
+    # A Mon: u1 (1, 2). A Tue and Wed: u1 (2, 6), u3 (1, 6): 2, 3, 12, 4 + 1, 36 + 36, 12 + 6.
+    # B Mon and Tue: u2 (1, 1). B Wed: u2 (2, 6), u5 (0, 0): 2, 2, 6, 4, 36, 12.
+    expected = [
+        ("A", MON, 1, 1, 2, 1, 4, 2), ("A", TUE, 2, 3, 12, 5, 72, 18), ("A", WED, 2, 3, 12, 5, 72, 18),
+        ("B", MON, 1, 1, 1, 1, 1, 1), ("B", TUE, 1, 1, 1, 1, 1, 1), ("B", WED, 2, 2, 6, 4, 36, 12),
+    ]
+    assertDataFrameEqual(
+        moments,
+        [Row(experiment_id="exp", variant=v, window_end=d, users=n, sessions=s, actions=a, sessions_squared=s2,
+             actions_squared=a2, actions_times_sessions=a_s) for v, d, n, s, a, s2, a2, a_s in expected],
+    )
+
+
+def test_windows_end_on_days_of_the_job_time_zone(spark):
+    # Assigned Mon 23:30 UTC, which is Tue 00:30 in Berlin: the user first counts in the window ending Tuesday.
+    # The session at Tue 22:30 UTC is Tue 23:30 in Berlin (session_date is the job's local date).
+    given_sessions = spark.createDataFrame(
+        [("u1", utc("2026-11-03T22:30"), TUE, 4)], SESSIONS
+    )
+    given_assignments = assignments(spark, [("u1", "exp", "A", "2026-11-02T23:30")])
+    moments = variant_moments(given_sessions, resolved_assignments(given_assignments), "Europe/Berlin", WED)
+    assertDataFrameEqual(
+        moments.select("window_end", "users", "sessions", "actions"),
+        [Row(window_end=TUE, users=1, sessions=1, actions=4), Row(window_end=WED, users=1, sessions=1, actions=4)],
+    )
