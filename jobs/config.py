@@ -6,7 +6,7 @@ import re
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -103,15 +103,14 @@ class InputColumns(_Frozen):
     event_date: ColumnName = "event_date"  # the partition column: UTC date of event_ts
 
 
-class InputSpec(_Frozen):
-    """Where events come from: files or a Delta table under `path`, or a catalog table (`table`, a Delta table)."""
+class _Source(_Frozen):
+    """Files or a Delta table under `path`, or a catalog table (`table`, a Delta table); `_key` names the section in
+    messages."""
 
+    _key: ClassVar[str]
     path: str | None = None
     table: QualifiedTableName | None = None
     format: InputFormat = InputFormat.PARQUET
-    columns: InputColumns = InputColumns()
-    # How many days back a run looks for input partitions that changed since they were processed (late data).
-    late_days: Annotated[int, Field(ge=0)] = 3
 
     @model_validator(mode="before")
     @classmethod
@@ -121,17 +120,27 @@ class InputSpec(_Frozen):
         return raw
 
     @model_validator(mode="after")
-    def _path_or_table(self) -> InputSpec:
+    def _path_or_table(self) -> _Source:
+        key = self._key
         if (self.path is None) == (self.table is None):
-            raise ValueError("give input.path (files or a Delta table) or input.table (a catalog table), not both")
+            raise ValueError(f"give {key}.path (files or a Delta table) or {key}.table (a catalog table), not both")
         if self.table is not None and self.format is not InputFormat.DELTA:
-            raise ValueError("input.table is a catalog table, read as delta: leave input.format out or set delta")
+            raise ValueError(f"{key}.table is a catalog table, read as delta: leave {key}.format out or set delta")
         return self
 
     @property
     def location(self) -> str:
         """The path or the table name, for messages."""
         return self.table if self.table is not None else self.path
+
+
+class InputSpec(_Source):
+    """Where events come from: files or a Delta table under `path`, or a catalog table (`table`, a Delta table)."""
+
+    _key: ClassVar[str] = "input"
+    columns: InputColumns = InputColumns()
+    # How many days back a run looks for input partitions that changed since they were processed (late data).
+    late_days: Annotated[int, Field(ge=0)] = 3
 
 
 def _distinct_names(names: tuple[str, ...], key: str) -> None:
@@ -215,6 +224,52 @@ class Metrics(_Frozen):
         return self
 
 
+class AssignmentsSpec(_Source):
+    """An assignments table (user_id, experiment_id, variant, assigned_at), read like the events."""
+
+    _key: ClassVar[str] = "experiments.assignments"
+
+
+class ExperimentSettings(_Frozen):
+    """One experiment's optional settings."""
+
+    # The variant the others are compared with. Default: the variant named control, else the first by name.
+    control: str | None = None
+    # The expected share of users per variant (any positive weights: 50/50, 0.9/0.1): the sample-ratio test's
+    # reference. Default: equal shares.
+    split: dict[str, Annotated[float, Field(gt=0)]] | None = None
+
+    @model_validator(mode="after")
+    def _control_in_split(self) -> ExperimentSettings:
+        if self.control is not None and self.split is not None and self.control not in self.split:
+            raise ValueError(f"control {self.control!r} is not a variant of split")
+        if self.split is not None and len(self.split) < 2:
+            raise ValueError("split: give the share of every variant, two or more")
+        return self
+
+
+class Experiments(_Frozen):
+    """Where users' variants come from: two event columns (the experiment and the variant an event was seen
+    under), or an assignments table; and optional settings per experiment id."""
+
+    experiment_column: ColumnName | None = None
+    variant_column: ColumnName | None = None
+    assignments: AssignmentsSpec | None = None
+    settings: dict[str, ExperimentSettings] = {}
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Experiments:
+        columns = (self.experiment_column, self.variant_column)
+        if (None in columns) != (columns == (None, None)):
+            raise ValueError("give experiment_column and variant_column together")
+        if (self.experiment_column is None) == (self.assignments is None):
+            raise ValueError("give experiment_column and variant_column (variants on the events) or assignments "
+                             "(an assignments table), not both")
+        if self.experiment_column is not None and self.experiment_column == self.variant_column:
+            raise ValueError("experiment_column and variant_column must be two columns")
+        return self
+
+
 class Table(StrEnum):
     """The Delta tables a run writes under output.path."""
 
@@ -257,6 +312,8 @@ class JobConfig(_Frozen):
     validation: Validation = Validation()
     reporting: Reporting = Reporting()
     metrics: Metrics = Metrics()
+    # None: no experiments table.
+    experiments: Experiments | None = None
     output: OutputSpec
 
     @model_validator(mode="after")

@@ -202,3 +202,50 @@ def test_an_input_table_is_read_as_delta(tmp_path):
 def test_where_tables_live_is_given_once_and_named_properly(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):
         load_config(write(tmp_path, text))
+
+
+def test_experiments_are_off_unless_configured(tmp_path):
+    assert load_config(write(tmp_path, MINIMAL)).experiments is None
+
+
+def test_variants_come_from_two_event_columns_with_optional_settings_per_experiment(tmp_path):
+    config = load_config(write(tmp_path, MINIMAL + (
+        "experiments:\n"
+        "  experiment_column: experiment\n"
+        "  variant_column: variant\n"
+        "  settings: {checkout_v2: {control: old, split: {old: 9, new: 1}}}\n"
+    )))
+
+    experiments = config.experiments
+    assert (experiments.experiment_column, experiments.variant_column, experiments.assignments) == (
+        "experiment", "variant", None
+    )
+    assert experiments.settings["checkout_v2"].control == "old"
+    assert experiments.settings["checkout_v2"].split == {"old": 9.0, "new": 1.0}
+
+
+def test_variants_can_come_from_an_assignments_table_read_like_the_events(tmp_path):
+    config = load_config(write(tmp_path, MINIMAL + "experiments: {assignments: {table: ab.assignments}}\n"))
+
+    assert (config.experiments.assignments.table, config.experiments.assignments.format) == (
+        "ab.assignments", InputFormat.DELTA
+    )
+
+
+@pytest.mark.parametrize(
+    "section, message",
+    [
+        ("{experiment_column: e}", "give experiment_column and variant_column together"),
+        ("{experiment_column: e, variant_column: v, assignments: {path: a}}", "not both"),
+        ("{settings: {x: {control: a}}}", "give experiment_column and variant_column .* or assignments"),
+        ("{experiment_column: e, variant_column: e}", "must be two columns"),
+        ("{assignments: {path: a, table: ab.a}}", "give experiments.assignments.path .* or experiments.assignments.table"),
+        ("{assignments: {path: a}, settings: {x: {control: a, split: {b: 1, c: 1}}}}",
+         "control 'a' is not a variant of split"),
+        ("{assignments: {path: a}, settings: {x: {split: {b: 1}}}}", "two or more"),
+        ("{assignments: {path: a}, settings: {x: {split: {b: 1, c: 0}}}}", r"split\.c: Input should be greater than 0"),
+    ],
+)
+def test_an_experiments_section_that_cannot_be_used_is_an_error_naming_the_problem(tmp_path, section, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, MINIMAL + f"experiments: {section}\n"))
