@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from statistics import NormalDist
 
 from scipy.stats import chi2
@@ -37,6 +37,10 @@ class Moments:
     sessions_squared: float
     actions_squared: float
     actions_times_sessions: float
+
+
+# Moments' fields in order: the columns jobs.experiments.variant_moments names (its MOMENTS).
+_MOMENT_FIELDS = tuple(field.name for field in fields(Moments))
 
 
 @dataclass(frozen=True)
@@ -179,3 +183,37 @@ def window_results(
             "srm_p_value": srm,
         }
     return results
+
+
+def experiment_rows(
+    moment_rows: Sequence[dict[str, object]],
+    excluded: dict[str, int],
+    controls: dict[str, str],
+    splits: dict[str, dict[str, float]],
+) -> list[dict[str, object]]:
+    """The experiments table's rows from variant_moments' rows (experiment_id, variant, window_end and the
+    moments): per experiment, variant and window, the counts, the moments, and window_results' statistics, with
+    the experiment's control and its excluded users. `controls` and `splits` hold the configured ones by
+    experiment id."""
+    windows: dict[tuple[str, object], dict[str, Moments]] = {}
+    for row in moment_rows:
+        key = (row["experiment_id"], row["window_end"])
+        windows.setdefault(key, {})[row["variant"]] = Moments(*(row[name] for name in _MOMENT_FIELDS))
+    variants_of: dict[str, set[str]] = {}
+    for (experiment_id, _), window in windows.items():
+        variants_of.setdefault(experiment_id, set()).update(window)
+    rows = []
+    for (experiment_id, window_end), window in sorted(windows.items()):
+        control = control_of(sorted(variants_of[experiment_id]), controls.get(experiment_id))
+        results = window_results(window, control, splits.get(experiment_id))
+        for variant, moments in sorted(window.items()):
+            rows.append({
+                "experiment_id": experiment_id,
+                "variant": variant,
+                "window_end": window_end,
+                "control_variant": control,
+                "excluded_users": excluded.get(experiment_id, 0),
+                **{name: getattr(moments, name) for name in _MOMENT_FIELDS},
+                **results[variant],
+            })
+    return rows

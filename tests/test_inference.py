@@ -4,12 +4,24 @@
 from __future__ import annotations
 
 import math
+from dataclasses import fields
 from statistics import NormalDist
 
 import numpy as np
 import pytest
 
-from jobs.inference import Estimate, Moments, aps, control_of, lift, sample_ratio_p_value, spu, window_results
+from jobs.experiments import MOMENTS
+from jobs.inference import (
+    Estimate,
+    Moments,
+    aps,
+    control_of,
+    experiment_rows,
+    lift,
+    sample_ratio_p_value,
+    spu,
+    window_results,
+)
 
 Z95 = NormalDist().inv_cdf(0.975)
 
@@ -184,3 +196,24 @@ def test_a_variant_with_fewer_than_two_users_gets_no_estimate_and_no_lift():
     results = window_results({"A": CONTROL, "B": moments([3], [9])}, control="A", expected_split={"A": 1, "B": 1})
     assert results["B"]["spu"] is None and results["B"]["aps_lift"] is None and results["B"]["aps_p_value"] is None
     assert results["A"]["spu"] == pytest.approx(2.0)
+
+
+def test_the_experiments_rows_carry_each_windows_moments_statistics_control_and_excluded_users():
+    def row(variant, window_end, m):
+        return {"experiment_id": "exp", "variant": variant, "window_end": window_end,
+                **{name: getattr(m, name) for name in MOMENTS}}
+
+    rows = experiment_rows(
+        [row("B", "tue", TREATMENT), row("A", "tue", CONTROL), row("A", "mon", moments([1, 2], [2, 2]))],
+        excluded={"exp": 1}, controls={}, splits={},
+    )
+
+    assert [(r["window_end"], r["variant"]) for r in rows] == [("mon", "A"), ("tue", "A"), ("tue", "B")]
+    # On Monday only A has users: A is still the control (first by name), with no lift and no sample-ratio test.
+    assert rows[0]["control_variant"] == "A" and rows[0]["spu"] == pytest.approx(1.5) and rows[0]["srm_p_value"] is None
+    assert rows[2]["aps_lift"] == pytest.approx(0.4) and rows[2]["excluded_users"] == 1
+    assert (rows[2]["users"], rows[2]["sessions"], rows[2]["actions_times_sessions"]) == (2, 6, 48)
+
+
+def test_the_moments_the_spark_side_names_are_the_ones_the_statistics_take():
+    assert MOMENTS == tuple(field.name for field in fields(Moments))
