@@ -1,18 +1,5 @@
-"""Experiments: assignments -> each user's variant -> per-variant moments for each analysis day (pure frames).
-
-The statistics (intervals, lifts, p-values) are computed on the driver from these moments by jobs/inference.py;
-only one row per experiment, variant and day leaves Spark.
-
-Rules:
-- A user's variant in an experiment is the one they were assigned; a user assigned two different variants of one
-  experiment is excluded from it (counted by `excluded_users`, never kept in both).
-- A session counts for the experiment when it starts at or after the user's assignment (the earliest
-  `assigned_at` of their rows for that experiment). Earlier sessions are outside the experiment.
-- The analysis window ending on day D (a reporting day in the job's time zone) holds every user assigned on or
-  before D, with their sessions that start on or before D: users, sessions and actions to date, cumulatively.
-  A user assigned with no session since counts as a user with 0 sessions and 0 actions (intention to treat: the
-  users randomized, not only those who came back).
-"""
+"""Experiments: assignments -> each user's variant -> per-variant moments of each analysis day (pure frames); the
+rules are README rules 28-31, the statistics jobs/inference.py."""
 
 from __future__ import annotations
 
@@ -40,13 +27,17 @@ def assignments_from_events(events: DataFrame, experiment_column: str, variant_c
     )
 
 
-def resolved_assignments(assignments: DataFrame) -> DataFrame:
-    """One row per experiment and user: `variant` and `assigned_at` (the earliest), and `is_excluded`, true (with
-    a null variant) for a user assigned more than one variant of the experiment."""
-    per_user = assignments.groupBy("experiment_id", "user_id").agg(
-        F.count_distinct("variant").alias("variants"),
-        F.min("variant").alias("variant"),
-        F.min("assigned_at").alias("assigned_at"),
+def resolved_assignments(assignments: DataFrame, timezone: str, last_day: date) -> DataFrame:
+    """One row per experiment and user assigned on or before `last_day` (in `timezone`): `variant`, `assigned_at`
+    (their earliest) and `is_excluded`, true (with a null variant) for a user assigned more than one variant of
+    the experiment by then, who is left out of every window. `assignments` has no null key (the reader sees to
+    that)."""
+    per_user = (
+        assignments
+        .where(local_date(F.col("assigned_at"), timezone) <= F.lit(last_day))
+        .groupBy("experiment_id", "user_id")
+        .agg(F.count_distinct("variant").alias("variants"), F.min("variant").alias("variant"),
+             F.min("assigned_at").alias("assigned_at"))
     )
     is_excluded = F.col("variants") > 1
     return per_user.select(
@@ -65,67 +56,94 @@ def excluded_users(resolved: DataFrame) -> DataFrame:
     )
 
 
-def _squared_change(current: str, previous: str) -> Column:
-    return F.col(current) * F.col(current) - F.col(previous) * F.col(previous)
+def _change_of_product(x: str, y: str) -> Column:
+    """How much a user's x * y grew from their previous change (`before_x`, `before_y`) to this one."""
+    return F.col(x) * F.col(y) - F.col(f"before_{x}") * F.col(f"before_{y}")
 
 
 def variant_moments(sessions: DataFrame, resolved: DataFrame, timezone: str, last_day: date) -> DataFrame:
-    """experiment_id, variant, window_end and the MOMENTS of the window ending that day, for every day from the
-    experiment's first assignment to `last_day` (module rules). `sessions`: user_id, session_start, session_date,
-    actions; `resolved`: resolved_assignments' rows."""
+    """experiment_id, variant, window_end and the MOMENTS of the window ending that day, for every variant and every
+    day from the experiment's first assignment to `last_day` (a variant without users yet has zeros).
+    `sessions`: user_id, session_start, session_end, session_date (their day in `timezone`), actions;
+    `resolved`: resolved_assignments' rows for the same `timezone` and `last_day`."""
     assigned = resolved.where(~F.col("is_excluded")).select(
         "experiment_id", "user_id", "variant", "assigned_at",
         local_date(F.col("assigned_at"), timezone).alias("assigned_day"),
-    ).where(F.col("assigned_day") <= F.lit(last_day))
-    in_experiment = (
-        sessions.where(F.col("session_date") <= F.lit(last_day))
-        .select("user_id", "session_start", "session_date", "actions")
-        .join(assigned, on="user_id", how="inner")
-        .where(F.col("session_start") >= F.col("assigned_at"))
     )
-    # A user's cumulative sums change on their assignment day (they join the window) and on each day they have
-    # sessions; the moments of a day's window are the previous day's plus each change of x^2 (and x y).
-    changes = (
-        assigned.select("experiment_id", "variant", "user_id", F.col("assigned_day").alias("day"),
-                        F.lit(1).alias("joined"), F.lit(0).alias("day_sessions"), F.lit(0).alias("day_actions"))
-        .unionByName(in_experiment.select("experiment_id", "variant", "user_id", F.col("session_date").alias("day"),
-                                          F.lit(0).alias("joined"), F.lit(1).alias("day_sessions"),
-                                          F.col("actions").alias("day_actions")))
+    return (
+        _user_day_changes(_sessions_in_experiment(sessions, assigned, last_day), assigned)
+        .transform(_with_running_sums)
+        .transform(_moment_changes_by_day)
+        .transform(_cumulated_by_day, last_day)
+    )
+
+
+def _sessions_in_experiment(sessions: DataFrame, assigned: DataFrame, last_day: date) -> DataFrame:
+    # A session counts once it ends at or after the assignment: the session in which a user is first exposed
+    # counts, whole. Its day is never before the user's assignment day (a session that began the day before).
+    return (
+        sessions.where(F.col("session_date") <= F.lit(last_day))
+        .select("user_id", "session_end", "session_date", "actions")
+        .join(assigned, on="user_id", how="inner")
+        .where(F.col("session_end") >= F.col("assigned_at"))
+        .select("experiment_id", "variant", "user_id",
+                F.greatest(F.col("session_date"), F.col("assigned_day")).alias("day"), "actions")
+    )
+
+
+def _user_day_changes(in_experiment: DataFrame, assigned: DataFrame) -> DataFrame:
+    """Per experiment, user and day on which the user's sums change: joined (1 on their assignment day),
+    day_sessions, day_actions."""
+    joins = assigned.select("experiment_id", "variant", "user_id", F.col("assigned_day").alias("day"),
+                            F.lit(1).alias("joined"), F.lit(0).alias("day_sessions"), F.lit(0).alias("day_actions"))
+    visits = in_experiment.select("experiment_id", "variant", "user_id", "day", F.lit(0).alias("joined"),
+                                  F.lit(1).alias("day_sessions"), F.col("actions").alias("day_actions"))
+    return (
+        joins.unionByName(visits)
         .groupBy("experiment_id", "variant", "user_id", "day")
         .agg(F.sum("joined").alias("joined"), F.sum("day_sessions").alias("day_sessions"),
              F.sum("day_actions").alias("day_actions"))
     )
+
+
+def _with_running_sums(changes: DataFrame) -> DataFrame:
+    """Each user's sessions and actions to date on each of their change days, and as they were before it."""
     to_date = Window.partitionBy("experiment_id", "user_id").orderBy("day")
-    per_user = (
-        changes
-        .withColumn("user_sessions", F.sum("day_sessions").over(to_date))
-        .withColumn("user_actions", F.sum("day_actions").over(to_date))
-        .withColumn("before_sessions", F.coalesce(F.lag("user_sessions").over(to_date), F.lit(0)))
-        .withColumn("before_actions", F.coalesce(F.lag("user_actions").over(to_date), F.lit(0)))
+    with_sums = changes.select(
+        "*",
+        F.sum("day_sessions").over(to_date).alias("sessions"),
+        F.sum("day_actions").over(to_date).alias("actions"),
     )
-    day_changes = per_user.groupBy("experiment_id", "variant", "day").agg(
+    return with_sums.select(
+        "*",
+        F.coalesce(F.lag("sessions").over(to_date), F.lit(0)).alias("before_sessions"),
+        F.coalesce(F.lag("actions").over(to_date), F.lit(0)).alias("before_actions"),
+    )
+
+
+def _moment_changes_by_day(per_user: DataFrame) -> DataFrame:
+    """How much each moment of a variant grows on each day: the sum of its users' changes (a window's sum of x^2
+    is the previous window's plus each user's new x^2 minus their old one)."""
+    return per_user.groupBy("experiment_id", "variant", "day").agg(
         F.sum("joined").alias("users"),
         F.sum("day_sessions").alias("sessions"),
         F.sum("day_actions").alias("actions"),
-        F.sum(_squared_change("user_sessions", "before_sessions")).alias("sessions_squared"),
-        F.sum(_squared_change("user_actions", "before_actions")).alias("actions_squared"),
-        F.sum(F.col("user_actions") * F.col("user_sessions") - F.col("before_actions") * F.col("before_sessions"))
-        .alias("actions_times_sessions"),
+        F.sum(_change_of_product("sessions", "sessions")).alias("sessions_squared"),
+        F.sum(_change_of_product("actions", "actions")).alias("actions_squared"),
+        F.sum(_change_of_product("actions", "sessions")).alias("actions_times_sessions"),
     )
-    return _cumulated_by_day(day_changes, last_day)
 
 
 def _cumulated_by_day(day_changes: DataFrame, last_day: date) -> DataFrame:
-    """The day changes summed up to each day, with a row for every day from the experiment's first to last_day
-    (a day without changes repeats the day before)."""
-    first_day = Window.partitionBy("experiment_id")
-    grid = (
-        day_changes
-        .select("experiment_id", "variant", F.min("day").over(first_day).alias("first_day"))
-        .distinct()
-        .select("experiment_id", "variant",
-                F.explode(F.sequence(F.col("first_day"), F.lit(last_day))).alias("day"))
+    """The day changes summed up to each day, with a row for every variant and day from the experiment's first to
+    last_day (a day without changes repeats the day before)."""
+    experiment_start = day_changes.groupBy("experiment_id").agg(F.min("day").alias("first_day"))
+    variants = (
+        day_changes.select("experiment_id", "variant").distinct()  # each variant of each experiment, once
+        .join(experiment_start, on="experiment_id", how="inner")
     )
+    grid = variants.select("experiment_id", "variant",
+                           F.explode(F.sequence(F.col("first_day"), F.lit(last_day))).alias("day"))
     running = Window.partitionBy("experiment_id", "variant").orderBy("window_end")
     return (
         grid.join(day_changes, on=["experiment_id", "variant", "day"], how="left")

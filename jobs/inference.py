@@ -125,11 +125,26 @@ def sample_ratio_p_value(users: Sequence[int], expected_split: Sequence[float]) 
     return float(chi2.sf(statistic, len(users) - 1))
 
 
-def control_of(variants: Sequence[str], configured: str | None) -> str:
-    """The control variant: the configured one, else the one named "control", else the first in sorted order."""
-    if configured is not None:
-        return configured
-    return "control" if "control" in variants else sorted(variants)[0]
+class ExperimentError(ValueError):
+    """An experiment's settings that its data contradict (a control or a variant missing); names the experiment."""
+
+
+# Pearson's chi-square is an approximation that needs enough users: below this many expected in some variant, the
+# sample-ratio test gives no p-value (as in an experiment's first hours).
+MIN_EXPECTED_USERS = 5
+
+_NO_USERS = Moments(0, 0, 0, 0, 0, 0)
+
+
+def control_of(experiment_id: str, variants: Sequence[str], configured: str | None) -> str:
+    """The control variant: the configured one (which must be among `variants`), else the one named "control", else
+    the first in sorted order."""
+    if configured is None:
+        return "control" if "control" in variants else sorted(variants)[0]
+    if configured not in variants:
+        raise ExperimentError(f"experiment {experiment_id!r}: control {configured!r} has no users; its variants are "
+                              f"{', '.join(sorted(variants))} (experiments.settings.{experiment_id}.control)")
+    return configured
 
 
 def _metric(estimate: Estimate | None, lifted: Lift | None, name: str) -> dict[str, float | None]:
@@ -146,23 +161,25 @@ def _metric(estimate: Estimate | None, lifted: Lift | None, name: str) -> dict[s
     }
 
 
-def window_results(
-    window: dict[str, Moments], control: str, expected_split: dict[str, float] | None
-) -> dict[str, dict[str, object]]:
-    """Each variant's statistics for one analysis window, from its moments: SPU and APS with their standard errors
-    and intervals, their lift against `control` (none for control itself), and the window's sample-ratio p-value
-    (against `expected_split`, equal shares when none is given). A variant with fewer than 2 users, or without
-    sessions for APS, gets no estimate; a lift needs the control's estimate too."""
-    variants = sorted(window)
-    split = expected_split or {variant: 1.0 for variant in variants}
-    srm = (
-        sample_ratio_p_value([window[v].users for v in variants], [split.get(v, 0.0) for v in variants])
-        if len(variants) > 1 and all(split.get(v, 0.0) > 0 for v in variants)
-        else None
-    )
+def _sample_ratio(window: dict[str, Moments], split: dict[str, float]) -> float | None:
+    users = [window[variant].users for variant in split]
+    total, weight = sum(users), sum(split.values())
+    if min(total * share / weight for share in split.values()) < MIN_EXPECTED_USERS:
+        return None
+    return sample_ratio_p_value(users, list(split.values()))
 
-    def estimates(moments: Moments | None) -> tuple[Estimate | None, Estimate | None]:
-        if moments is None or moments.users < 2:
+
+def window_results(
+    window: dict[str, Moments], control: str, expected_split: dict[str, float]
+) -> dict[str, dict[str, object]]:
+    """Each variant's statistics for one analysis window, from its moments (every variant of `expected_split`
+    present): SPU and APS with their standard errors and intervals, their lift against `control` (none for
+    control itself), and the window's sample-ratio p-value against `expected_split` (none below
+    MIN_EXPECTED_USERS expected in a variant). A variant with fewer than 2 users, or without sessions for APS,
+    gets no estimate; a lift needs the control's estimate too."""
+
+    def estimates(moments: Moments) -> tuple[Estimate | None, Estimate | None]:
+        if moments.users < 2:
             return None, None
         return spu(moments), aps(moments) if moments.sessions > 0 else None
 
@@ -171,9 +188,10 @@ def window_results(
             return None
         return lift(estimate, of_control)
 
-    control_spu, control_aps = estimates(window.get(control))
+    srm = _sample_ratio(window, expected_split)
+    control_spu, control_aps = estimates(window[control])
     results = {}
-    for variant in variants:
+    for variant in sorted(window):
         variant_spu, variant_aps = estimates(window[variant])
         is_control = variant == control
         results[variant] = {
@@ -185,6 +203,16 @@ def window_results(
     return results
 
 
+def _expected_split(experiment_id: str, variants: set[str], configured: dict[str, float] | None) -> dict[str, float]:
+    if configured is None:
+        return {variant: 1.0 for variant in sorted(variants)}
+    unexpected = sorted(variants - set(configured))
+    if unexpected:
+        raise ExperimentError(f"experiment {experiment_id!r}: variant {', '.join(unexpected)} has users but no share "
+                              f"in experiments.settings.{experiment_id}.split")
+    return dict(configured)
+
+
 def experiment_rows(
     moment_rows: Sequence[dict[str, object]],
     excluded: dict[str, int],
@@ -192,9 +220,10 @@ def experiment_rows(
     splits: dict[str, dict[str, float]],
 ) -> list[dict[str, object]]:
     """The experiments table's rows from variant_moments' rows (experiment_id, variant, window_end and the
-    moments): per experiment, variant and window, the counts, the moments, and window_results' statistics, with
+    moments): per experiment, variant and window, the counts, the moments and window_results' statistics, with
     the experiment's control and its excluded users. `controls` and `splits` hold the configured ones by
-    experiment id."""
+    experiment id; a configured variant without users gets rows of zeros. ExperimentError when the data
+    contradict them."""
     windows: dict[tuple[str, object], dict[str, Moments]] = {}
     for row in moment_rows:
         key = (row["experiment_id"], row["window_end"])
@@ -204,8 +233,10 @@ def experiment_rows(
         variants_of.setdefault(experiment_id, set()).update(window)
     rows = []
     for (experiment_id, window_end), window in sorted(windows.items()):
-        control = control_of(sorted(variants_of[experiment_id]), controls.get(experiment_id))
-        results = window_results(window, control, splits.get(experiment_id))
+        split = _expected_split(experiment_id, variants_of[experiment_id], splits.get(experiment_id))
+        window = {variant: window.get(variant, _NO_USERS) for variant in split}
+        control = control_of(experiment_id, sorted(variants_of[experiment_id]), controls.get(experiment_id))
+        results = window_results(window, control, split)
         for variant, moments in sorted(window.items()):
             rows.append({
                 "experiment_id": experiment_id,

@@ -16,30 +16,33 @@ from jobs.experiments import (
 )
 from tests.helpers import utc
 
-SESSIONS = "user_id string, session_start timestamp, session_date date, actions long"
+SESSIONS = "user_id string, session_start timestamp, session_end timestamp, session_date date, actions long"
 MON, TUE, WED = date(2026, 11, 2), date(2026, 11, 3), date(2026, 11, 4)
 
 
 def sessions(spark, rows):
-    return spark.createDataFrame([(u, utc(start), utc(start).date(), actions) for u, start, actions in rows], SESSIONS)
+    """(user, start, end, actions) rows; the session's day is its UTC start date."""
+    return spark.createDataFrame(
+        [(u, utc(start), utc(end), utc(start).date(), actions) for u, start, end, actions in rows], SESSIONS
+    )
 
 
 def assignments(spark, rows):
     return spark.createDataFrame([(u, e, v, utc(at)) for u, e, v, at in rows], ASSIGNMENTS_SCHEMA)
 
 
-def test_a_user_in_two_variants_is_excluded_and_a_repeated_assignment_keeps_the_earliest_time(spark):
+def test_a_user_assigned_two_variants_by_the_last_day_is_excluded_and_counted(spark):
     given = assignments(spark, [
         ("u1", "exp", "A", "2026-11-02T10:00"),
-        ("u1", "exp", "A", "2026-11-01T08:00"),  # the same variant again, earlier: u1 is in A from 1 Nov 08:00
         ("u2", "exp", "A", "2026-11-02T10:00"),
         ("u2", "exp", "B", "2026-11-03T10:00"),  # u2 saw both variants: out of the experiment
         ("u2", "other", "B", "2026-11-03T10:00"),  # ... but not out of another one
+        ("u1", "exp", "B", "2026-11-05T10:00"),  # after the last day: not known yet
     ])
-    resolved = resolved_assignments(given)
+    resolved = resolved_assignments(given, "UTC", WED)
     assertDataFrameEqual(
         resolved,
-        [Row(experiment_id="exp", user_id="u1", variant="A", assigned_at=utc("2026-11-01T08:00"), is_excluded=False),
+        [Row(experiment_id="exp", user_id="u1", variant="A", assigned_at=utc("2026-11-02T10:00"), is_excluded=False),
          Row(experiment_id="exp", user_id="u2", variant=None, assigned_at=utc("2026-11-02T10:00"), is_excluded=True),
          Row(experiment_id="other", user_id="u2", variant="B", assigned_at=utc("2026-11-03T10:00"),
              is_excluded=False)],
@@ -47,6 +50,14 @@ def test_a_user_in_two_variants_is_excluded_and_a_repeated_assignment_keeps_the_
     assertDataFrameEqual(
         excluded_users(resolved),
         [Row(experiment_id="exp", excluded_users=1), Row(experiment_id="other", excluded_users=0)],
+    )
+
+
+def test_a_repeated_assignment_to_the_same_variant_keeps_the_earliest_time(spark):
+    given = assignments(spark, [("u1", "exp", "A", "2026-11-02T10:00"), ("u1", "exp", "A", "2026-11-01T08:00")])
+    assertDataFrameEqual(
+        resolved_assignments(given, "UTC", WED).select("variant", "assigned_at", "is_excluded"),
+        [Row(variant="A", assigned_at=utc("2026-11-01T08:00"), is_excluded=False)],
     )
 
 
@@ -65,15 +76,16 @@ def test_assignments_read_off_events_start_at_each_users_first_tagged_event(spar
 
 
 def test_each_days_window_holds_the_users_assigned_so_far_and_their_sessions_since_assignment(spark):
-    # u1 in A from Mon 10:00: its Mon 09:00 session (3 actions) is before assignment and does not count; Mon 10:00
+    # u1 in A from Mon 10:00: its Mon 09:00-09:20 session (3 actions) ended before it and does not count; Mon 10:00
     # (2 actions) and Tue 08:00 (4) do. u3 in A from Tue 12:00, one session Tue 12:30 (6). u2 in B from Mon 09:00,
     # sessions Mon 09:00 (1: at the assignment instant, it counts) and Wed 20:00 (5). u5 in B from Wed, no session:
     # a user with 0 sessions. u4 in both variants: excluded, its session counts nowhere.
     given_sessions = sessions(spark, [
-        ("u1", "2026-11-02T09:00", 3), ("u1", "2026-11-02T10:00", 2), ("u1", "2026-11-03T08:00", 4),
-        ("u3", "2026-11-03T12:30", 6),
-        ("u2", "2026-11-02T09:00", 1), ("u2", "2026-11-04T20:00", 5),
-        ("u4", "2026-11-02T11:00", 2),
+        ("u1", "2026-11-02T09:00", "2026-11-02T09:20", 3), ("u1", "2026-11-02T10:00", "2026-11-02T10:05", 2),
+        ("u1", "2026-11-03T08:00", "2026-11-03T08:30", 4),
+        ("u3", "2026-11-03T12:30", "2026-11-03T12:40", 6),
+        ("u2", "2026-11-02T09:00", "2026-11-02T09:00", 1), ("u2", "2026-11-04T20:00", "2026-11-04T20:10", 5),
+        ("u4", "2026-11-02T11:00", "2026-11-02T11:10", 2),
     ])
     given_assignments = assignments(spark, [
         ("u1", "exp", "A", "2026-11-02T10:00"), ("u3", "exp", "A", "2026-11-03T12:00"),
@@ -81,7 +93,7 @@ def test_each_days_window_holds_the_users_assigned_so_far_and_their_sessions_sin
         ("u4", "exp", "A", "2026-11-02T08:00"), ("u4", "exp", "B", "2026-11-03T08:00"),
     ])
 
-    moments = variant_moments(given_sessions, resolved_assignments(given_assignments), "UTC", WED)
+    moments = variant_moments(given_sessions, resolved_assignments(given_assignments, "UTC", WED), "UTC", WED)
 
     # (users, sessions, actions, sum of S^2, sum of A^2, sum of A x S) with each user's (S, A) to date:
     # A Mon: u1 (1, 2). A Tue and Wed: u1 (2, 6), u3 (1, 6): 2, 3, 12, 4 + 1, 36 + 36, 12 + 6.
@@ -97,14 +109,53 @@ def test_each_days_window_holds_the_users_assigned_so_far_and_their_sessions_sin
     )
 
 
+def test_the_session_in_which_a_user_is_assigned_counts_whole_and_one_ended_before_does_not(spark):
+    given_sessions = sessions(spark, [
+        ("u1", "2026-11-02T09:00", "2026-11-02T09:59:59", 3),  # ended a second before the assignment
+        ("u1", "2026-11-02T09:50", "2026-11-02T10:10", 4),  # open at 10:00: counts, its 4 actions too
+    ])
+    given_assignments = assignments(spark, [("u1", "exp", "A", "2026-11-02T10:00")])
+    moments = variant_moments(given_sessions, resolved_assignments(given_assignments, "UTC", MON), "UTC", MON)
+    assertDataFrameEqual(
+        moments.select("window_end", "users", "sessions", "actions"),
+        [Row(window_end=MON, users=1, sessions=1, actions=4)],
+    )
+
+
+def test_a_session_begun_the_day_before_the_assignment_counts_from_the_assignment_day(spark):
+    given_sessions = sessions(spark, [("u1", "2026-11-02T23:50", "2026-11-03T00:10", 2)])
+    given_assignments = assignments(spark, [("u1", "exp", "A", "2026-11-03T00:05")])
+    moments = variant_moments(given_sessions, resolved_assignments(given_assignments, "UTC", TUE), "UTC", TUE)
+    assertDataFrameEqual(
+        moments.select("window_end", "users", "sessions", "actions"),
+        [Row(window_end=TUE, users=1, sessions=1, actions=2)],
+    )
+
+
+def test_a_variant_without_users_yet_has_zero_rows_from_the_experiments_first_day(spark):
+    given_sessions = sessions(spark, [("u1", "2026-11-02T10:00", "2026-11-02T10:00", 1),
+                                      ("u2", "2026-11-03T10:00", "2026-11-03T10:00", 2)])
+    given_assignments = assignments(spark, [("u1", "exp", "A", "2026-11-02T10:00"),
+                                            ("u2", "exp", "B", "2026-11-03T10:00")])
+    moments = variant_moments(given_sessions, resolved_assignments(given_assignments, "UTC", TUE), "UTC", TUE)
+    assertDataFrameEqual(
+        moments.select("variant", "window_end", "users", "sessions", "actions"),
+        [Row(variant="A", window_end=MON, users=1, sessions=1, actions=1),
+         Row(variant="A", window_end=TUE, users=1, sessions=1, actions=1),
+         Row(variant="B", window_end=MON, users=0, sessions=0, actions=0),
+         Row(variant="B", window_end=TUE, users=1, sessions=1, actions=2)],
+    )
+
+
 def test_windows_end_on_days_of_the_job_time_zone(spark):
     # Assigned Mon 23:30 UTC, which is Tue 00:30 in Berlin: the user first counts in the window ending Tuesday.
     # The session at Tue 22:30 UTC is Tue 23:30 in Berlin (session_date is the job's local date).
     given_sessions = spark.createDataFrame(
-        [("u1", utc("2026-11-03T22:30"), TUE, 4)], SESSIONS
+        [("u1", utc("2026-11-03T22:30"), utc("2026-11-03T22:40"), TUE, 4)], SESSIONS
     )
     given_assignments = assignments(spark, [("u1", "exp", "A", "2026-11-02T23:30")])
-    moments = variant_moments(given_sessions, resolved_assignments(given_assignments), "Europe/Berlin", WED)
+    resolved = resolved_assignments(given_assignments, "Europe/Berlin", WED)
+    moments = variant_moments(given_sessions, resolved, "Europe/Berlin", WED)
     assertDataFrameEqual(
         moments.select("window_end", "users", "sessions", "actions"),
         [Row(window_end=TUE, users=1, sessions=1, actions=4), Row(window_end=WED, users=1, sessions=1, actions=4)],

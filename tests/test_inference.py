@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import fields
+from datetime import date
 from statistics import NormalDist
 
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 from jobs.experiments import MOMENTS
 from jobs.inference import (
     Estimate,
+    ExperimentError,
     Moments,
     aps,
     control_of,
@@ -24,6 +26,7 @@ from jobs.inference import (
 )
 
 Z95 = NormalDist().inv_cdf(0.975)
+MON, TUE = date(2026, 11, 2), date(2026, 11, 3)
 
 
 def moments(sessions: list[float], actions: list[float]) -> Moments:
@@ -172,13 +175,18 @@ def test_a_five_percent_aps_effect_is_detected_at_the_power_the_formula_predicts
 
 
 def test_the_control_is_the_configured_variant_else_the_one_named_control_else_the_first_by_name():
-    assert control_of(["b", "control"], configured="b") == "b"
-    assert control_of(["treatment", "control"], configured=None) == "control"
-    assert control_of(["v2", "v1"], configured=None) == "v1"
+    assert control_of("exp", ["b", "control"], configured="b") == "b"
+    assert control_of("exp", ["treatment", "control"], configured=None) == "control"
+    assert control_of("exp", ["v2", "v1"], configured=None) == "v1"
+
+
+def test_a_configured_control_without_users_is_an_error_naming_the_experiment():
+    with pytest.raises(ExperimentError, match="experiment 'exp': control 'old' has no users; its variants are a, b"):
+        control_of("exp", ["a", "b"], configured="old")
 
 
 def test_a_windows_results_give_each_variant_its_estimates_and_each_non_control_its_lift_over_control():
-    results = window_results({"A": CONTROL, "B": TREATMENT}, control="A", expected_split=None)
+    results = window_results({"A": CONTROL, "B": TREATMENT}, control="A", expected_split={"A": 1.0, "B": 1.0})
 
     assert results["A"]["is_control"] and not results["B"]["is_control"]
     assert results["A"]["aps"] == pytest.approx(5 / 3) and results["A"]["aps_lift"] is None
@@ -186,10 +194,8 @@ def test_a_windows_results_give_each_variant_its_estimates_and_each_non_control_
     assert results["B"]["aps_lift"] == pytest.approx(0.4)
     assert results["B"]["aps_lift_ci_high"] == pytest.approx(0.4 + Z95 * math.sqrt(4 / 225 + 0.84**2 * 13 / 108))
     assert results["B"]["spu_lift"] == pytest.approx(0.5)  # SPU 3 against 2
-    # 3 users against 2, equal shares expected: both rows carry the window's sample-ratio p-value.
-    assert results["A"]["srm_p_value"] == results["B"]["srm_p_value"] == pytest.approx(
-        2 * NormalDist().cdf(-math.sqrt(0.2))
-    )
+    # 5 users, 2.5 expected per variant: too few for the chi-square approximation, so no sample-ratio p-value.
+    assert results["A"]["srm_p_value"] is None and results["B"]["srm_p_value"] is None
 
 
 def test_a_variant_with_fewer_than_two_users_gets_no_estimate_and_no_lift():
@@ -198,21 +204,47 @@ def test_a_variant_with_fewer_than_two_users_gets_no_estimate_and_no_lift():
     assert results["A"]["spu"] == pytest.approx(2.0)
 
 
-def test_the_experiments_rows_carry_each_windows_moments_statistics_control_and_excluded_users():
-    def row(variant, window_end, m):
-        return {"experiment_id": "exp", "variant": variant, "window_end": window_end,
-                **{name: getattr(m, name) for name in MOMENTS}}
+TEN_USERS = Moments(users=10, sessions=20, actions=40, sessions_squared=50, actions_squared=200,
+                    actions_times_sessions=90)
 
+
+def row(variant: str, window_end: date, m: Moments) -> dict:
+    """A row as variant_moments gives it."""
+    return {"experiment_id": "exp", "variant": variant, "window_end": window_end,
+            **{name: getattr(m, name) for name in MOMENTS}}
+
+
+def test_the_experiments_rows_carry_each_windows_moments_statistics_control_and_excluded_users():
+    no_users = Moments(0, 0, 0, 0, 0, 0)
     rows = experiment_rows(
-        [row("B", "tue", TREATMENT), row("A", "tue", CONTROL), row("A", "mon", moments([1, 2], [2, 2]))],
+        [row("B", TUE, TREATMENT), row("A", TUE, CONTROL), row("A", MON, moments([1, 2], [2, 2])),
+         row("B", MON, no_users)],
         excluded={"exp": 1}, controls={}, splits={},
     )
 
-    assert [(r["window_end"], r["variant"]) for r in rows] == [("mon", "A"), ("tue", "A"), ("tue", "B")]
-    # On Monday only A has users: A is still the control (first by name), with no lift and no sample-ratio test.
-    assert rows[0]["control_variant"] == "A" and rows[0]["spu"] == pytest.approx(1.5) and rows[0]["srm_p_value"] is None
-    assert rows[2]["aps_lift"] == pytest.approx(0.4) and rows[2]["excluded_users"] == 1
-    assert (rows[2]["users"], rows[2]["sessions"], rows[2]["actions_times_sessions"]) == (2, 6, 48)
+    assert [(r["window_end"], r["variant"]) for r in rows] == [(MON, "A"), (MON, "B"), (TUE, "A"), (TUE, "B")]
+    # On Monday B has no users yet: A is the control (first by name), B gets no estimate and no lift.
+    assert rows[0]["control_variant"] == "A" and rows[0]["spu"] == pytest.approx(1.5)
+    assert rows[1]["users"] == 0 and rows[1]["spu"] is None and rows[1]["spu_lift"] is None
+    assert rows[3]["aps_lift"] == pytest.approx(0.4) and rows[3]["excluded_users"] == 1
+    assert (rows[3]["users"], rows[3]["sessions"], rows[3]["actions_times_sessions"]) == (2, 6, 48)
+
+
+def test_a_configured_variant_without_users_counts_as_zero_users_in_the_sample_ratio_test():
+    rows = experiment_rows(
+        [row("A", MON, TEN_USERS), row("B", MON, TEN_USERS)],
+        excluded={}, controls={}, splits={"exp": {"A": 1, "B": 1, "C": 1}},
+    )
+    # 10, 10 and 0 users against 20/3 each: chi-square (10/3)^2 / (20/3) x 2 + 20/3 = 10, 2 degrees: exp(-10 / 2).
+    assert [r["variant"] for r in rows] == ["A", "B", "C"]
+    assert rows[2]["users"] == 0
+    assert rows[0]["srm_p_value"] == pytest.approx(math.exp(-5))
+
+
+def test_a_variant_with_users_but_no_configured_share_is_an_error_naming_it():
+    with pytest.raises(ExperimentError, match="variant B has users but no share in experiments.settings.exp.split"):
+        experiment_rows([row("A", MON, TEN_USERS), row("B", MON, TEN_USERS)], excluded={}, controls={},
+                        splits={"exp": {"A": 1, "C": 1}})
 
 
 def test_the_moments_the_spark_side_names_are_the_ones_the_statistics_take():
