@@ -28,7 +28,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from jobs.config import InputFormat, InputSpec, TableName
+from jobs.config import AssignmentsSpec, InputFormat, InputSpec, TableName
 
 log = logging.getLogger(__name__)
 
@@ -419,6 +419,30 @@ def _require_format(spark: SparkSession, spec: InputSpec, files: tuple[InputFile
     if others:
         raise InputError(f"input.path {spec.path!r} holds {' and '.join(others)} files, but input.format is "
                          f"{spec.format.value}: set input.format to match the files")
+
+
+ASSIGNMENT_COLUMNS = ("user_id", "experiment_id", "variant", "assigned_at")
+
+
+def read_assignments(spark: SparkSession, spec: AssignmentsSpec) -> DataFrame:
+    """The assignments input's four columns: the ids as text, assigned_at as stored (a timestamp or text, which
+    validation parses). InputError when it cannot be read or lacks a column."""
+    reader = spark.read.format(spec.format.value)
+    if spec.format is InputFormat.CSV:
+        reader = reader.option("header", "true").option("inferSchema", "false")
+    try:
+        source = reader.table(spec.table) if spec.table is not None else reader.load(spec.path)
+    except AnalysisException as error:
+        if any(kind in str(error) for kind in ("TABLE_OR_VIEW_NOT_FOUND", "PATH_NOT_FOUND", "is not a Delta table",
+                                               "UNABLE_TO_INFER_SCHEMA")):
+            raise InputError(f"experiments.assignments {spec.location!r} does not exist or holds no "
+                             f"{spec.format.value} input") from None
+        raise
+    missing = [name for name in ASSIGNMENT_COLUMNS if name not in source.columns]
+    if missing:
+        raise InputError(f"experiments.assignments {spec.location!r} has no column {', '.join(missing)}; columns "
+                         f"found: {', '.join(source.columns)}")
+    return source.select(*[_as_text(source, name).alias(name) for name in ASSIGNMENT_COLUMNS[:3]], "assigned_at")
 
 
 def unpartitioned_days(events: DataFrame) -> set[date]:

@@ -136,3 +136,20 @@ def to_quarantine(checked: DataFrame, run_id: str) -> DataFrame:
         F.to_json(F.col(SOURCE_ROW), {"ignoreNullFields": "false"}).alias("raw_row"),
         F.lit(run_id).alias("run_id"),
     )
+
+
+def checked_assignments(assignments: DataFrame) -> DataFrame:
+    """read_assignments' rows with assigned_at as an instant (a timestamp, or ISO-8601 text as for event_ts) and
+    reject_reason: null for a usable row, else the first of missing_user_id, missing_experiment_id,
+    missing_variant, bad_assigned_at (missing or unparseable)."""
+    stored = F.col("assigned_at")
+    if isinstance(assignments.schema["assigned_at"].dataType, StringType):
+        stored = instant_from_text(stored)
+    parsed = assignments.withColumn("assigned_at", stored.cast("timestamp"))
+    reason = (
+        F.when(_is_blank("user_id"), F.lit("missing_user_id"))
+        .when(_is_blank("experiment_id"), F.lit("missing_experiment_id"))
+        .when(_is_blank("variant"), F.lit("missing_variant"))
+        .when(F.col("assigned_at").isNull(), F.lit("bad_assigned_at"))
+    )
+    return parsed.withColumn("reject_reason", reason)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from datetime import date
 
+import pytest
 from pyspark.sql import Row
 from pyspark.testing import assertDataFrameEqual
 
+from jobs.config import AssignmentsSpec
 from jobs.experiments import (
     ASSIGNMENTS_SCHEMA,
     assignments_from_events,
@@ -14,6 +16,8 @@ from jobs.experiments import (
     resolved_assignments,
     variant_moments,
 )
+from jobs.read import InputError, read_assignments
+from jobs.validate import checked_assignments
 from tests.helpers import utc
 
 SESSIONS = "user_id string, session_start timestamp, session_end timestamp, session_date date, actions long"
@@ -160,3 +164,53 @@ def test_windows_end_on_days_of_the_job_time_zone(spark):
         moments.select("window_end", "users", "sessions", "actions"),
         [Row(window_end=TUE, users=1, sessions=1, actions=4), Row(window_end=WED, users=1, sessions=1, actions=4)],
     )
+
+
+def test_an_assignments_csv_is_read_with_text_times_parsed_as_instants_and_bad_rows_given_a_reason(spark, tmp_path):
+    (tmp_path / "assignments.csv").write_text(
+        "user_id,experiment_id,variant,assigned_at,note\n"
+        "u1,exp,A,2026-11-02T10:00:00Z,\n"
+        "u2,exp,B,2026-11-02T12:00:00+02:00,\n"  # 10:00 UTC
+        "u3,exp,B,2026-11-02T10:00:00,\n"  # no offset: UTC, as for event_ts
+        ",exp,A,2026-11-02T10:00:00Z,\n"
+        "u5,,A,2026-11-02T10:00:00Z,\n"
+        "u6,exp,,2026-11-02T10:00:00Z,\n"
+        "u7,exp,A,yesterday,\n"
+    )
+    read = read_assignments(spark, AssignmentsSpec(path=str(tmp_path / "assignments.csv"), format="csv"))
+
+    assertDataFrameEqual(
+        checked_assignments(read),
+        [Row(user_id="u1", experiment_id="exp", variant="A", assigned_at=utc("2026-11-02T10:00"), reject_reason=None),
+         Row(user_id="u2", experiment_id="exp", variant="B", assigned_at=utc("2026-11-02T10:00"), reject_reason=None),
+         Row(user_id="u3", experiment_id="exp", variant="B", assigned_at=utc("2026-11-02T10:00"), reject_reason=None),
+         Row(user_id=None, experiment_id="exp", variant="A", assigned_at=utc("2026-11-02T10:00"),
+             reject_reason="missing_user_id"),
+         Row(user_id="u5", experiment_id=None, variant="A", assigned_at=utc("2026-11-02T10:00"),
+             reject_reason="missing_experiment_id"),
+         Row(user_id="u6", experiment_id="exp", variant=None, assigned_at=utc("2026-11-02T10:00"),
+             reject_reason="missing_variant"),
+         Row(user_id="u7", experiment_id="exp", variant="A", assigned_at=None, reject_reason="bad_assigned_at")],
+    )
+
+
+def test_parquet_assignments_keep_their_timestamps_and_read_numeric_ids_as_text(spark, tmp_path):
+    spark.createDataFrame([(42, "exp", "A", utc("2026-11-02T10:00"))],
+                          "user_id long, experiment_id string, variant string, assigned_at timestamp",
+                          ).write.parquet(str(tmp_path / "assignments"))
+    read = read_assignments(spark, AssignmentsSpec(path=str(tmp_path / "assignments")))
+    assertDataFrameEqual(
+        checked_assignments(read).select("user_id", "assigned_at", "reject_reason"),
+        [Row(user_id="42", assigned_at=utc("2026-11-02T10:00"), reject_reason=None)],
+    )
+
+
+def test_assignments_without_a_needed_column_or_at_a_missing_path_are_an_error_naming_them(spark, tmp_path):
+    spark.createDataFrame([("u1", "exp", "A")], "user_id string, experiment string, variant string").write.parquet(
+        str(tmp_path / "assignments")
+    )
+    with pytest.raises(InputError, match="has no column experiment_id, assigned_at; columns found: user_id, "
+                                         "experiment, variant"):
+        read_assignments(spark, AssignmentsSpec(path=str(tmp_path / "assignments")))
+    with pytest.raises(InputError, match="experiments.assignments '.*nowhere' does not exist"):
+        read_assignments(spark, AssignmentsSpec(path=str(tmp_path / "nowhere")))
