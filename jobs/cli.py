@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Sequence
 
 from jobs.config import ConfigError, InputFormat, JobConfig, load_config
+from jobs.inference import ExperimentError
 from jobs.read import InputError
 from jobs.runs import AccountingError, ConflictError
 from jobs.write import OutputError
@@ -117,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"sessionlake: error: {error}", file=sys.stderr)
         return 2
-    except (InputError, OutputError, AccountingError) as error:
+    except (InputError, OutputError, AccountingError, ExperimentError) as error:
         print(f"sessionlake: error: {error}", file=sys.stderr)
         return 1
     except ConflictError as error:

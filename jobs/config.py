@@ -276,6 +276,7 @@ class Table(StrEnum):
     SESSIONS = "sessions"
     KPIS = "kpis"
     ACTION_KPIS = "action_kpis"
+    EXPERIMENTS = "experiments"  # written only when experiments are configured
     USERS = "users"
     QUARANTINE = "quarantine"
     RUNS = "runs"

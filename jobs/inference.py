@@ -21,8 +21,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from statistics import NormalDist
 
-from scipy.stats import chi2
-
 CONFIDENCE = 0.95
 _Z = NormalDist().inv_cdf(0.5 + CONFIDENCE / 2)  # 1.959964...
 
@@ -122,6 +120,9 @@ def sample_ratio_p_value(users: Sequence[int], expected_split: Sequence[float]) 
     total, weight = sum(users), sum(expected_split)
     expected = [total * share / weight for share in expected_split]
     statistic = sum((seen - want) ** 2 / want for seen, want in zip(users, expected, strict=True))
+    # Imported here: the command line imports this module for its errors, and scipy takes a second to import.
+    from scipy.stats import chi2
+
     return float(chi2.sf(statistic, len(users) - 1))
 
 
@@ -213,15 +214,29 @@ def _expected_split(experiment_id: str, variants: set[str], configured: dict[str
     return dict(configured)
 
 
+_STATISTICS = ("spu", "aps")
+_STATISTIC_SUFFIXES = ("", "_se", "_ci_low", "_ci_high", "_lift", "_lift_ci_low", "_lift_ci_high", "_p_value")
+
+# The experiments table's columns, as experiment_rows fills them (a Spark DDL schema).
+EXPERIMENTS_SCHEMA = ", ".join([
+    "experiment_id string", "variant string", "window_start date", "window_end date", "is_latest boolean",
+    "control_variant string", "is_control boolean", "excluded_users long",
+    *(f"{name} long" for name in _MOMENT_FIELDS),
+    *(f"{statistic}{suffix} double" for statistic in _STATISTICS for suffix in _STATISTIC_SUFFIXES),
+    "srm_p_value double",
+])
+
+
 def experiment_rows(
     moment_rows: Sequence[dict[str, object]],
     excluded: dict[str, int],
     controls: dict[str, str],
     splits: dict[str, dict[str, float]],
 ) -> list[dict[str, object]]:
-    """The experiments table's rows from variant_moments' rows (experiment_id, variant, window_end and the
-    moments): per experiment, variant and window, the counts, the moments and window_results' statistics, with
-    the experiment's control and its excluded users. `controls` and `splits` hold the configured ones by
+    """The experiments table's rows (EXPERIMENTS_SCHEMA) from variant_moments' rows (experiment_id, variant,
+    window_end and the moments): per experiment, variant and window, the counts, the moments and window_results'
+    statistics, with the experiment's first day, whether the window is its latest (the experiment to date), its
+    control and its excluded users. `controls` and `splits` hold the configured ones by
     experiment id; a configured variant without users gets rows of zeros. ExperimentError when the data
     contradict them."""
     windows: dict[tuple[str, object], dict[str, Moments]] = {}
@@ -231,6 +246,9 @@ def experiment_rows(
     variants_of: dict[str, set[str]] = {}
     for (experiment_id, _), window in windows.items():
         variants_of.setdefault(experiment_id, set()).update(window)
+    ends = {}
+    for experiment_id, window_end in windows:
+        ends.setdefault(experiment_id, []).append(window_end)
     rows = []
     for (experiment_id, window_end), window in sorted(windows.items()):
         split = _expected_split(experiment_id, variants_of[experiment_id], splits.get(experiment_id))
@@ -241,7 +259,9 @@ def experiment_rows(
             rows.append({
                 "experiment_id": experiment_id,
                 "variant": variant,
+                "window_start": min(ends[experiment_id]),
                 "window_end": window_end,
+                "is_latest": window_end == max(ends[experiment_id]),
                 "control_variant": control,
                 "excluded_users": excluded.get(experiment_id, 0),
                 **{name: getattr(moments, name) for name in _MOMENT_FIELDS},

@@ -16,8 +16,9 @@ from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
-from jobs.config import InputFormat, JobConfig, Table
+from jobs.config import ConfigError, InputFormat, JobConfig, Table
 from jobs.dates import local_date
+from jobs.experiments import excluded_users, resolved_assignments, variant_moments
 from jobs.incremental import (
     NO_ANCHORS,
     USER_SCHEMA,
@@ -31,6 +32,7 @@ from jobs.incremental import (
     resume_points,
     user_updates,
 )
+from jobs.inference import EXPERIMENTS_SCHEMA, experiment_rows
 from jobs.metrics import (
     ALL,
     Period,
@@ -66,6 +68,7 @@ from jobs.read import (
     events_between,
     list_input,
     load_input,
+    read_assignments,
     read_events,
     read_table,
     table_version,
@@ -90,6 +93,7 @@ from jobs.runs import (
 )
 from jobs.sessionize import session_marks, session_schema, to_sessions
 from jobs.validate import (
+    checked_assignments,
     REASONS,
     is_named,
     to_quarantine,
@@ -101,6 +105,7 @@ from jobs.validate import (
 from jobs.write import (
     append_run,
     merge_users,
+    replace_experiments,
     replace_kpis,
     replace_quarantine,
     replace_sessions,
@@ -127,6 +132,7 @@ def run(spark: SparkSession, config: JobConfig, first_day: date, last_day: date)
     rules, timezone = config.sessionization, config.reporting.timezone
     window_start = first_day - timedelta(days=config.input.late_days)
     require_schema(spark, config.output.catalog)
+    assignments = _usable_assignments(spark, config)  # checked before any work: a bad one stops the run here
     inputs = _list_input(spark, config, window_start, last_day)
     runs = _runs(spark, config)
     processed = processed_days(runs)
@@ -150,7 +156,53 @@ def run(spark: SparkSession, config: JobConfig, first_day: date, last_day: date)
         for day in sorted(_stale_days(spark, config, following, inputs.fingerprints)):
             log.info("day %s continues from days this run changed: processing it again", day)
             pending.add(day)
+    if assignments is not None and processed:
+        _write_experiments(spark, config, assignments, max(processed))
     return run_ids
+
+
+def _usable_assignments(spark: SparkSession, config: JobConfig) -> DataFrame | None:
+    """The configured assignments input, checked (user_id, experiment_id, variant, assigned_at as an instant), or
+    None without experiments. InputError naming each reason a row cannot be used, with its count."""
+    experiments = config.experiments
+    if experiments is None:
+        return None
+    if experiments.assignments is None:
+        raise ConfigError("experiments.experiment_column and variant_column: variants read off the events are not "
+                          "built yet (issue 10); give experiments.assignments, an assignments table")
+    checked = checked_assignments(read_assignments(spark, experiments.assignments))
+    rejected = (
+        checked.where(F.col("reject_reason").isNotNull()).groupBy("reject_reason").count()
+        .collect()  # one row per reason
+    )
+    if rejected:
+        reasons = ", ".join(f"{row['reject_reason']} {row['count']:,}" for row in sorted(rejected))
+        raise InputError(f"experiments.assignments {experiments.assignments.location!r}: rows that cannot be used "
+                         f"({reasons}); fix them and run again")
+    return checked.drop("reject_reason")
+
+
+def _write_experiments(spark: SparkSession, config: JobConfig, assignments: DataFrame, last_day: date) -> None:
+    """Recompute the experiments table whole, windows up to `last_day` (the latest processed day), from the stored
+    sessions and the assignments."""
+    timezone, settings = config.reporting.timezone, config.experiments.settings
+    resolved = resolved_assignments(assignments, timezone, last_day).persist()  # few rows, read twice
+    try:
+        sessions = read_table(spark, config.output.table_path(Table.SESSIONS))
+        moments = variant_moments(sessions, resolved, timezone, last_day).collect()  # a row per variant and day
+        excluded = {row["experiment_id"]: row["excluded_users"] for row in excluded_users(resolved).collect()}
+    finally:
+        resolved.unpersist()
+    rows = experiment_rows(
+        [row.asDict() for row in moments],
+        excluded,
+        controls={name: each.control for name, each in settings.items() if each.control is not None},
+        splits={name: each.split for name, each in settings.items() if each.split is not None},
+    )
+    columns = [field.split(" ")[0] for field in EXPERIMENTS_SCHEMA.split(", ")]
+    experiments = spark.createDataFrame([tuple(row[name] for name in columns) for row in rows], EXPERIMENTS_SCHEMA)
+    replace_experiments(experiments, config.output.table_path(Table.EXPERIMENTS))
+    log.info("experiments: %d rows, windows up to %s", len(rows), last_day)
 
 
 def _late_days(

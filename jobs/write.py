@@ -232,6 +232,15 @@ def replace_kpis(kpis: DataFrame, path: str, periods: Periods, table: Table = Ta
     return _replace_where(kpis, path, predicate, "period", table)
 
 
+def replace_experiments(experiments: DataFrame, path: str) -> None:
+    """Overwrite the whole experiments table: each run recomputes it whole from the stored sessions and the
+    assignments, so it is always what a full recompute gives."""
+    if isinstance(path, TableName):
+        experiments.writeTo(path).using("delta").createOrReplace()
+    else:
+        experiments.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(path)
+
+
 def _comparable(column: str, field: StructField) -> Column:
     # Spark cannot compare maps; their entries, in key order, compare the same way.
     if isinstance(field.dataType, MapType):

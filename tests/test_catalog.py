@@ -40,6 +40,8 @@ def test_catalog_tables_hold_the_rows_that_path_tables_hold(spark, schema, tmp_p
     pipeline.run(spark, load_config(tmp_path / "paths.yaml"), DAY, DAY)
 
     for table in Table:
+        if table is Table.EXPERIMENTS:
+            continue  # written only when experiments are configured
         name = f"spark_catalog.{schema}.{table.value}"
         assert spark.catalog.getTable(name).tableType == "MANAGED"
         detail = spark.sql(f"DESCRIBE DETAIL {name}").first()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import date
 
 import pytest
@@ -19,6 +20,7 @@ from jobs.experiments import (
 from jobs.read import InputError, read_assignments
 from jobs.validate import checked_assignments
 from tests.helpers import utc
+from tests.test_pipeline import run, write_events
 
 SESSIONS = "user_id string, session_start timestamp, session_end timestamp, session_date date, actions long"
 MON, TUE, WED = date(2026, 11, 2), date(2026, 11, 3), date(2026, 11, 4)
@@ -214,3 +216,78 @@ def test_assignments_without_a_needed_column_or_at_a_missing_path_are_an_error_n
         read_assignments(spark, AssignmentsSpec(path=str(tmp_path / "assignments")))
     with pytest.raises(InputError, match="experiments.assignments '.*nowhere' does not exist"):
         read_assignments(spark, AssignmentsSpec(path=str(tmp_path / "nowhere")))
+
+
+# End to end: `sessionlake run` with an assignments table writes the experiments table.
+# Monday: u1 has sessions 10:00-10:10 (2 actions) and 11:00 (1); u2 09:00-09:20 (2); u3 12:00 (1).
+# Tuesday: u1 10:00 (1); u4 10:00-10:05 (2).
+EVENTS_MON_TUE = [
+    ("u1", "e1", "view", "2026-11-02T10:00:00", "ios", "DE"), ("u1", "e2", "click", "2026-11-02T10:10:00", "ios", "DE"),
+    ("u1", "e3", "view", "2026-11-02T11:00:00", "ios", "DE"),
+    ("u2", "e4", "search", "2026-11-02T09:00:00", "web", "BR"), ("u2", "e5", "like", "2026-11-02T09:20:00", "web", "BR"),
+    ("u3", "e6", "view", "2026-11-02T12:00:00", "ios", "US"),
+    ("u1", "e7", "view", "2026-11-03T10:00:00", "ios", "DE"),
+    ("u4", "e8", "view", "2026-11-03T10:00:00", "web", "US"), ("u4", "e9", "click", "2026-11-03T10:05:00", "web", "US"),
+]
+# u3 is assigned at 11:30, before its 12:00 session; u4 on Tuesday 09:00; u5 on Tuesday, with no session.
+ASSIGNED = [
+    ("u1", "exp", "A", "2026-11-02T00:00"), ("u2", "exp", "B", "2026-11-02T00:00"),
+    ("u3", "exp", "A", "2026-11-02T11:30"), ("u4", "exp", "B", "2026-11-03T09:00"),
+    ("u5", "exp", "A", "2026-11-03T08:00"),
+]
+
+
+def with_assignments(spark, job, rows) -> tuple:
+    root, config = job
+    write_events(spark, root / "events", EVENTS_MON_TUE)
+    assignments(spark, rows).write.parquet(str(root / "assignments"))
+    config.write_text(config.read_text() + f"experiments: {{assignments: {{path: {root / 'assignments'}}}}}\n")
+    return root, config
+
+
+def test_a_run_writes_each_variants_cumulative_windows_with_their_statistics(spark, job):
+    root, config = with_assignments(spark, job, ASSIGNED)
+
+    assert run(config, "--from", "2026-11-02", "--to", "2026-11-03") == 0
+
+    table = spark.read.format("delta").load(str(root / "out" / "experiments"))
+    # Monday: A holds u1 (2 sessions, 3 actions) and u3 (1, 1); B holds u2 (1, 2).
+    # Tuesday: A adds u1's session (3, 4) and u5 (0, 0); B adds u4 (1, 2).
+    assertDataFrameEqual(
+        table.select("variant", "window_start", "window_end", "is_latest", "control_variant", "is_control",
+                     "excluded_users", "users", "sessions", "actions"),
+        [Row(variant="A", window_start=MON, window_end=MON, is_latest=False, control_variant="A", is_control=True,
+             excluded_users=0, users=2, sessions=3, actions=4),
+         Row(variant="B", window_start=MON, window_end=MON, is_latest=False, control_variant="A", is_control=False,
+             excluded_users=0, users=1, sessions=1, actions=2),
+         Row(variant="A", window_start=MON, window_end=TUE, is_latest=True, control_variant="A", is_control=True,
+             excluded_users=0, users=3, sessions=4, actions=5),
+         Row(variant="B", window_start=MON, window_end=TUE, is_latest=True, control_variant="A", is_control=False,
+             excluded_users=0, users=2, sessions=2, actions=4)],
+    )
+    latest_b = table.where("variant = 'B' AND is_latest").first()
+    # A on Tuesday, users (S, A) = (3, 4), (1, 1), (0, 0): APS 5/4 with Var = 3/256 by the delta method (mS 4/3,
+    # mA 5/3, var S 7/3, var A 13/3, cov 19/6); B's users are alike, (1, 2) twice: APS 2, SE 0. Lift 2 / 1.25 - 1
+    # = 0.6, SE = 1.6 x sqrt(3/256) / 1.25 = 1.28 x sqrt(3/256).
+    assert latest_b["aps"] == pytest.approx(2.0) and latest_b["aps_lift"] == pytest.approx(0.6)
+    assert latest_b["aps_lift_ci_high"] == pytest.approx(0.6 + 1.959964 * 1.28 * math.sqrt(3 / 256), rel=1e-6)
+    assert latest_b["spu"] == pytest.approx(1.0) and latest_b["spu_lift"] == pytest.approx(1.0 / (4 / 3) - 1)
+
+
+def test_a_rerun_of_a_day_leaves_the_experiments_table_as_it_was(spark, job):
+    root, config = with_assignments(spark, job, ASSIGNED)
+    assert run(config, "--from", "2026-11-02", "--to", "2026-11-03") == 0
+    before = spark.read.format("delta").load(str(root / "out" / "experiments")).collect()
+
+    assert run(config, "--date", "2026-11-02") == 0
+
+    assertDataFrameEqual(spark.read.format("delta").load(str(root / "out" / "experiments")), before)
+
+
+def test_unusable_assignment_rows_stop_the_run_with_each_reason_counted(spark, job, capsys):
+    root, config = with_assignments(spark, job, [*ASSIGNED, (None, "exp", "A", "2026-11-02T00:00")])
+
+    assert run(config, "--date", "2026-11-02") == 1
+
+    assert "rows that cannot be used (missing_user_id 1); fix them and run again" in capsys.readouterr().err
+    assert not (root / "out" / "sessions").exists()
