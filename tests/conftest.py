@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -21,6 +24,14 @@ os.environ["TZ"] = "UTC"
 time.tzset()
 
 
+@contextmanager
+def _exclusive(name: str) -> Iterator[None]:
+    """Hold a lock shared by the suite's parallel workers (pytest-xdist runs one process per worker)."""
+    with open(Path(tempfile.gettempdir()) / f"sessionlake-tests-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory) -> Iterator[SparkSession]:
     builder = (
@@ -33,7 +44,9 @@ def spark(tmp_path_factory) -> Iterator[SparkSession]:
     )
     for key, value in SPARK_SETTINGS.items():
         builder = builder.config(key, value)
-    session = configure_spark_with_delta_pip(builder).getOrCreate()
+    # Each worker starts its own JVM; two at once must not resolve Delta's jars into the shared Ivy cache together.
+    with _exclusive("ivy"):
+        session = configure_spark_with_delta_pip(builder).getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
@@ -44,8 +57,10 @@ def wheel(tmp_path_factory) -> Path:
     """The package built as users build it (python -m build), once per test run."""
     out = tmp_path_factory.mktemp("dist")
     root = Path(__file__).resolve().parents[1]
-    subprocess.run([sys.executable, "-m", "build", "--wheel", "--outdir", str(out), str(root)], check=True,
-                   capture_output=True)
+    # setuptools builds in the source tree (build/, *.egg-info): one worker at a time.
+    with _exclusive("build"):
+        subprocess.run([sys.executable, "-m", "build", "--wheel", "--outdir", str(out), str(root)], check=True,
+                       capture_output=True)
     (built,) = out.glob("sessionlake-*.whl")
     return built
 
