@@ -58,20 +58,10 @@ class Estimate:
 
 
 @dataclass(frozen=True)
-class Lift:
+class Lift(Estimate):
     """A variant's relative change against control (0.05 = +5%), its 95% interval and two-sided p-value."""
 
-    value: float
-    standard_error: float
     p_value: float
-
-    @property
-    def ci_low(self) -> float:
-        return self.value - _Z * self.standard_error
-
-    @property
-    def ci_high(self) -> float:
-        return self.value + _Z * self.standard_error
 
 
 def _sample_covariance(users: int, sum_xy: float, sum_x: float, sum_y: float) -> float:
