@@ -269,6 +269,13 @@ class Experiments(_Frozen):
             raise ValueError("experiment_column and variant_column must be two columns")
         return self
 
+    @property
+    def event_columns(self) -> tuple[str, ...]:
+        """The event columns variants are read from (experiment, variant), or () with an assignments table."""
+        if self.experiment_column is None or self.variant_column is None:
+            return ()
+        return self.experiment_column, self.variant_column
+
 
 class Table(StrEnum):
     """The Delta tables a run writes under output.path."""
@@ -277,6 +284,7 @@ class Table(StrEnum):
     KPIS = "kpis"
     ACTION_KPIS = "action_kpis"
     EXPERIMENTS = "experiments"  # written only when experiments are configured
+    ASSIGNMENTS = "assignments"  # written only when variants are read off event columns
     USERS = "users"
     QUARANTINE = "quarantine"
     RUNS = "runs"
@@ -323,6 +331,11 @@ class JobConfig(_Frozen):
         clashing = sorted(event_columns.intersection(self.reporting.segments))
         if clashing:
             raise ValueError(f"reporting.segments: {', '.join(clashing)} is an event column, not a segment")
+        tags = self.experiments.event_columns if self.experiments is not None else ()
+        clashing = sorted(event_columns.intersection(tags))
+        if clashing:
+            raise ValueError(f"experiments: {', '.join(clashing)} is an event column (user, event id, name or time), "
+                             "not the experiment or variant column")
         both = sorted(set(self.metrics.conversion_events) & set(self.sessionization.non_interactive_events))
         if both:
             raise ValueError(f"{', '.join(both)}: an event cannot be both a conversion (metrics.conversion_events) "

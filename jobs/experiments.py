@@ -9,6 +9,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from jobs.dates import local_date
+from jobs.read import ASSIGNMENT_COLUMNS
 
 ASSIGNMENTS_SCHEMA = "user_id string, experiment_id string, variant string, assigned_at timestamp"
 
@@ -17,14 +18,26 @@ MOMENTS = ("users", "sessions", "actions", "sessions_squared", "actions_squared"
 
 
 def assignments_from_events(events: DataFrame, experiment_column: str, variant_column: str) -> DataFrame:
-    """Assignments read off the events: one row per user, experiment and variant their events carry, assigned at the
-    first such event (events without an experiment or a variant assign nothing)."""
-    tagged = F.col(experiment_column).isNotNull() & F.col(variant_column).isNotNull()
+    """Assignments read off valid events (user_id, event_ts, event_date and the two columns): one row per user,
+    experiment, variant and input partition (event_date) their events carry, assigned at the first such event.
+    An event without an experiment or a variant (null or blank) assigns nothing; see is_half_tagged."""
     return (
-        events.where(tagged)
-        .groupBy("user_id", F.col(experiment_column).alias("experiment_id"), F.col(variant_column).alias("variant"))
+        events.where(_is_tagged(experiment_column) & _is_tagged(variant_column))
+        .groupBy("user_id", F.col(experiment_column).alias("experiment_id"), F.col(variant_column).alias("variant"),
+                 "event_date")
         .agg(F.min("event_ts").alias("assigned_at"))
+        .select(*ASSIGNMENT_COLUMNS, "event_date")
     )
+
+
+def is_half_tagged(experiment_column: str, variant_column: str) -> Column:
+    """True for an event with an experiment but no variant, or a variant but no experiment: it assigns nothing, and
+    the job counts such events so that a broken tagging shows."""
+    return _is_tagged(experiment_column) != _is_tagged(variant_column)
+
+
+def _is_tagged(column: str) -> Column:
+    return F.coalesce(F.trim(F.col(column)) != F.lit(""), F.lit(False))
 
 
 def resolved_assignments(assignments: DataFrame, timezone: str, last_day: date) -> DataFrame:

@@ -18,7 +18,14 @@ from pyspark.sql.types import StructType
 
 from jobs.config import ConfigError, InputFormat, JobConfig, Table
 from jobs.dates import local_date
-from jobs.experiments import excluded_users, resolved_assignments, variant_moments
+from jobs.experiments import (
+    ASSIGNMENTS_SCHEMA,
+    assignments_from_events,
+    excluded_users,
+    is_half_tagged,
+    resolved_assignments,
+    variant_moments,
+)
 from jobs.incremental import (
     NO_ANCHORS,
     USER_SCHEMA,
@@ -105,6 +112,7 @@ from jobs.validate import (
 from jobs.write import (
     append_run,
     merge_users,
+    replace_assignments,
     replace_experiments,
     replace_kpis,
     replace_quarantine,
@@ -119,7 +127,7 @@ from jobs.write import (
 log = logging.getLogger(__name__)
 
 # The tables a run writes its days into (runs is the ledger, written around them).
-_WRITTEN_TABLES = (Table.SESSIONS, Table.USERS, Table.QUARANTINE, Table.KPIS, Table.ACTION_KPIS)
+_WRITTEN_TABLES = (Table.SESSIONS, Table.USERS, Table.QUARANTINE, Table.KPIS, Table.ACTION_KPIS, Table.ASSIGNMENTS)
 
 
 def run(spark: SparkSession, config: JobConfig, first_day: date, last_day: date) -> list[str]:
@@ -156,20 +164,21 @@ def run(spark: SparkSession, config: JobConfig, first_day: date, last_day: date)
         for day in sorted(_stale_days(spark, config, following, inputs.fingerprints)):
             log.info("day %s continues from days this run changed: processing it again", day)
             pending.add(day)
-    if assignments is not None and processed:
+    if config.experiments is not None and processed:
+        if assignments is None:  # read off the events: each run stored those of its days
+            stored = read_table(spark, config.output.table_path(Table.ASSIGNMENTS))
+            assignments = spark.createDataFrame([], ASSIGNMENTS_SCHEMA) if stored is None else stored
         _write_experiments(spark, config, assignments, max(processed))
     return run_ids
 
 
 def _usable_assignments(spark: SparkSession, config: JobConfig) -> DataFrame | None:
     """The configured assignments input, checked (user_id, experiment_id, variant, assigned_at as an instant), or
-    None without experiments. InputError naming each reason a row cannot be used, with its count."""
+    None without one (no experiments, or variants read off the events). InputError naming each reason a row cannot
+    be used, with its count."""
     experiments = config.experiments
-    if experiments is None:
+    if experiments is None or experiments.assignments is None:
         return None
-    if experiments.assignments is None:
-        raise ConfigError("experiments.experiment_column and variant_column: variants read off the events are not "
-                          "built yet (issue 10); give experiments.assignments, an assignments table")
     checked = checked_assignments(read_assignments(spark, experiments.assignments))
     rejected = (
         checked.where(F.col("reject_reason").isNotNull()).groupBy("reject_reason").count()
@@ -270,19 +279,32 @@ def _list_input(spark: SparkSession, config: JobConfig, first_day: date, last_da
         config.validation.partition_tolerance,
     )
     segments = config.reporting.segments
-    source = load_input(spark, config.input, segments, first_input, last_input, listing)
+    source = load_input(spark, config.input, segments, first_input, last_input, listing, _tags(config))
     if not fingerprints and config.input.format is InputFormat.DELTA:
         events = events_between(source, config.input, segments, first_input, last_input)
         return _Input(listing, fingerprints, frozenset(unpartitioned_days(events)), source, (first_input, last_input))
     return _Input(listing, fingerprints, frozenset(fingerprints), source, (first_input, last_input))
 
 
-def _events(spark: SparkSession, config: JobConfig, inputs: _Input, first_input: date, last_input: date) -> DataFrame:
-    """The events of partitions [first_input, last_input]: from the run's read when it holds them, else read anew
-    (a repair of a broken run's days, a day after the run's range that continues from days it changed)."""
+def _tags(config: JobConfig) -> tuple[str, ...]:
+    return config.experiments.event_columns if config.experiments is not None else ()
+
+
+def _events(
+    spark: SparkSession,
+    config: JobConfig,
+    inputs: _Input,
+    first_input: date,
+    last_input: date,
+    columns: tuple[str, ...] | None = None,
+) -> DataFrame:
+    """The events of partitions [first_input, last_input], with `columns` (the segments by default) besides the
+    event columns: from the run's read when it holds them, else read anew (a repair of a broken run's days, a day
+    after the run's range that continues from days it changed)."""
+    columns = config.reporting.segments if columns is None else columns
     if inputs.source_range[0] <= first_input and last_input <= inputs.source_range[1]:
-        return events_between(inputs.source, config.input, config.reporting.segments, first_input, last_input)
-    return read_events(spark, config.input, config.reporting.segments, first_input, last_input, inputs.listing)
+        return events_between(inputs.source, config.input, columns, first_input, last_input)
+    return read_events(spark, config.input, columns, first_input, last_input, inputs.listing)
 
 
 def _missing_partitions(config: JobConfig, inputs: _Input, day: date) -> list[date]:
@@ -681,6 +703,9 @@ def _process(
             quarantine, config.output.table_path(Table.QUARANTINE), first_day, last_day
         )
         counts["rows"] = rows_quarantined
+    if _tags(config):
+        with stage("write assignments read off the events") as counts:
+            counts |= _write_assignments(spark, config, inputs, first_day, last_day)
 
     run_days = set(days_between(first_day, last_day))
     periods = periods_of(run_days | extended_days | first_seen_days)
@@ -735,6 +760,33 @@ def _process(
         configured_events_seen=seen,
         action_names_folded=names_folded,
     )
+
+
+def _write_assignments(
+    spark: SparkSession, config: JobConfig, inputs: _Input, first_day: date, last_day: date
+) -> dict[str, int]:
+    """Replace the assignments of input partitions [first_day, last_day], read off their valid events (bots' are
+    quarantined, so they assign nothing); the rows written and the events tagged with only one of the two columns.
+
+    A pass of its own over the run's partitions, reading only the columns it needs: the sessionizing query stays as
+    it is without experiments."""
+    tags = _tags(config)
+    tagging = Observation("tagging")
+    valid = valid_events(
+        _events(spark, config, inputs, first_day, last_day, tags)
+        .where(_is_owned_by_run(first_day, last_day))
+        .transform(with_reject_reason, config.validation.partition_tolerance)
+        .transform(with_bot_user_days, config.validation.bot_max_events_per_day,
+                   config.sessionization.non_interactive_events)
+    ).observe(tagging, F.count_if(is_half_tagged(*tags)).alias("half_tagged"))
+    written = replace_assignments(
+        assignments_from_events(valid, *tags), config.output.table_path(Table.ASSIGNMENTS), first_day, last_day
+    )
+    half_tagged = tagging.get["half_tagged"]
+    if half_tagged:
+        log.warning("%d valid events of partitions %s..%s have only one of experiments.%s: they assign nothing",
+                    half_tagged, first_day, last_day, " and ".join(tags))
+    return {"rows": written, "events with only one of the two columns": half_tagged}
 
 
 def _write_action_kpis(

@@ -196,12 +196,15 @@ def load_input(
     first_day: date,
     last_day: date,
     listing: InputListing | None = None,
+    tags: tuple[str, ...] = (),
 ) -> DataFrame:
     """The input as loaded for partitions [first_day, last_day], with its own column names: parquet files listed
     and their schemas merged, every format's columns and types checked (InputError otherwise). Filter and rename
     it with events_between, for those days or any days within them, as often as needed: the listing and the
-    checks are done once."""
+    checks are done once. `tags` are the experiment columns (experiments.experiment_column, variant_column),
+    loaded and checked like segments; pass them to events_between's `segments` to have them as columns."""
     names = spec.columns
+    segments = tuple(dict.fromkeys([*segments, *tags]))  # a segment may also be a tag: loaded once
     wanted = _wanted_columns(spec, segments)
     if spec.format is InputFormat.PARQUET:
         listing = listing or list_input(spark, spec)
@@ -209,9 +212,11 @@ def load_input(
     else:
         source = _load(spark, spec, [*wanted.values(), names.event_date])
     if spec.format is InputFormat.JSON:
-        _require_json_keys(_json_columns(spark, spec, first_day, last_day), spec, segments, list(wanted.values()))
+        _require_json_keys(
+            _json_columns(spark, spec, first_day, last_day), spec, segments, list(wanted.values()), tags
+        )
     else:
-        _require_columns(source.columns, spec, segments, [*wanted.values(), names.event_date])
+        _require_columns(source.columns, spec, segments, [*wanted.values(), names.event_date], tags)
     if spec.format in (InputFormat.PARQUET, InputFormat.DELTA):
         _require_types(source, spec, wanted)
     return source
@@ -347,18 +352,27 @@ def _json_columns(spark: SparkSession, spec: InputSpec, first_day: date, last_da
     return sorted(row["key"] for row in rows)
 
 
-def _require_columns(found: list[str], spec: InputSpec, segments: tuple[str, ...], required: list[str]) -> None:
+def _require_columns(
+    found: list[str], spec: InputSpec, segments: tuple[str, ...], required: list[str], tags: tuple[str, ...] = ()
+) -> None:
     missing = [c for c in required if c not in found]
     if missing:
         listed = ", ".join(c for c in found if c != _MALFORMED_TEXT)
-        segment = [c for c in missing if c in segments]
-        hint = f"; reporting.segments names {', '.join(segment)}" if segment else ""
+        hint = "".join(
+            f"; {key} names {', '.join(named)}"
+            for key, named in (("experiments", [c for c in missing if c in tags]),
+                               ("reporting.segments", [c for c in missing if c in segments and c not in tags]))
+            if named
+        )
         raise InputError(f"input {spec.location!r} has no column {', '.join(missing)}{hint}; columns found: {listed}")
 
 
-def _require_json_keys(found: list[str], spec: InputSpec, segments: tuple[str, ...], required: list[str]) -> None:
+def _require_json_keys(
+    found: list[str], spec: InputSpec, segments: tuple[str, ...], required: list[str], tags: tuple[str, ...] = ()
+) -> None:
     # JSON declares no columns, and a writer may leave out null values: a key absent from the first records read
-    # is a missing column only for the event columns every row needs. An absent segment is only worth a warning.
+    # is a missing column only for the event columns every row needs. An absent segment or experiment column is
+    # only worth a warning (most events carry no experiment).
     if not found:
         return  # no records to learn keys from: there are none, or every row is malformed
     events_missing = [c for c in required if c not in found and c not in segments]
@@ -367,9 +381,12 @@ def _require_json_keys(found: list[str], spec: InputSpec, segments: tuple[str, .
             f"input {spec.location!r} has no column {', '.join(events_missing)}; columns found (the keys of the first "
             f"{_JSON_SAMPLE:,} records read): {', '.join(found)}"
         )
-    for segment in (c for c in segments if c not in found):
+    for segment in (c for c in segments if c not in found and c not in tags):
         log.warning("reporting.segments: %s is in none of the first %d JSON records read; where it is absent, "
                     "its value is 'unknown'", segment, _JSON_SAMPLE)
+    for tag in (c for c in tags if c not in found):
+        log.warning("experiments: %s is in none of the first %d JSON records read (a typo?); events without it are "
+                    "in no experiment", tag, _JSON_SAMPLE)
 
 
 def _require_types(source: DataFrame, spec: InputSpec, wanted: dict[str, str]) -> None:

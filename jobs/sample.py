@@ -17,6 +17,12 @@ _EVENT_NAMES = (
 _PLATFORMS = (("ios", 0.4), ("android", 0.8), ("web", 1.0))
 _COUNTRIES = (("US", 0.30), ("IN", 0.48), ("DE", 0.60), ("BR", 0.72), ("GB", 0.82), ("FR", 0.90), ("JP", 0.99))
 _SECONDS_PER_DAY = 86_400
+# The sample's A/B test: from its second day, each user's events carry the variant the user was drawn into. The
+# treatment halves how often a session pauses, so its sessions split less at the timeout: more actions per session,
+# fewer sessions per user, the event count unchanged.
+SAMPLE_EXPERIMENT = "onboarding_tips"
+_VARIANTS = (("control", 0.5), ("treatment", 1.0))
+_PAUSE_RATE = {"control": 0.10, "treatment": 0.05}
 
 
 def _pick(uniform: Column, choices: tuple[tuple[str, float], ...]) -> Column:
@@ -36,6 +42,7 @@ def generate_events(
     Activity per user is heavy-tailed (a few users have many sessions a day), sessions have a geometric number
     of events 30-75 s apart with an occasional long pause, and some start late enough to cross midnight.
     About 0.2% of rows lack a user id, 0.1% a timestamp, and 0.5% are re-sent duplicates (same event_id).
+    From the second day on, events carry `experiment` (SAMPLE_EXPERIMENT) and the user's `variant`; see _VARIANTS.
     """
     partitions = max(2, users // 2_000)
     people = (
@@ -46,11 +53,14 @@ def generate_events(
             F.rand(seed + 1).alias("country_draw"),
             # Pareto-like activity in [1, 25): most users are light, a few are heavy.
             F.least(F.pow(F.rand(seed + 2) + F.lit(1e-9), F.lit(-0.6)), F.lit(25.0)).alias("activity"),
+            F.rand(seed + 13).alias("variant_draw"),
         )
-        .withColumns(
-            {"platform": _pick(F.col("platform_draw"), _PLATFORMS), "country": _pick(F.col("country_draw"), _COUNTRIES)}
-        )
-        .drop("platform_draw", "country_draw")
+        .withColumns({
+            "platform": _pick(F.col("platform_draw"), _PLATFORMS),
+            "country": _pick(F.col("country_draw"), _COUNTRIES),
+            "variant": _pick(F.col("variant_draw"), _VARIANTS),
+        })
+        .drop("platform_draw", "country_draw", "variant_draw")
     )
     sessions = (
         people
@@ -61,7 +71,9 @@ def generate_events(
         .withColumn("start_second", F.floor(F.rand(seed + 4) * _SECONDS_PER_DAY))
         .withColumn("events_in_session", (1 + F.floor(-F.log(F.rand(seed + 5) + F.lit(1e-9)) * 7)).cast("int"))
         # One session in ten pauses 5 to 45 minutes somewhere, around the 30-minute inactivity timeout.
-        .withColumn("pause_at", F.when(F.rand(seed + 6) < 0.1, F.floor(F.rand(seed + 7) * 10)))
+        .withColumn("pause_rate", F.when(F.col("variant") == "treatment", _PAUSE_RATE["treatment"])
+                    .otherwise(_PAUSE_RATE["control"]))
+        .withColumn("pause_at", F.when(F.rand(seed + 6) < F.col("pause_rate"), F.floor(F.rand(seed + 7) * 10)))
         .withColumn("pause_seconds", F.floor(300 + F.rand(seed + 8) * 2_400))
     )
     first_midnight = int(datetime.combine(first_day, time(), timezone.utc).timestamp())
@@ -81,6 +93,8 @@ def generate_events(
             ),
             "platform",
             "country",
+            F.when(F.col("day_index") > 0, F.lit(SAMPLE_EXPERIMENT)).alias("experiment"),
+            F.when(F.col("day_index") > 0, F.col("variant")).alias("variant"),
         )
     )
     resent = events.where(F.rand(seed + 11) < 0.005).withColumn(
@@ -109,6 +123,8 @@ def heavy_user_events(spark: SparkSession, events: int, day: date, user_id: str 
         F.timestamp_micros(F.lit(midnight_us) + F.col("id") * every_us).alias("event_ts"),
         F.lit("web").alias("platform"),
         F.lit("US").alias("country"),
+        F.lit(None).cast("string").alias("experiment"),
+        F.lit(None).cast("string").alias("variant"),
         F.lit(day).alias("event_date"),
     )
 

@@ -221,6 +221,14 @@ def replace_quarantine(quarantine: DataFrame, path: str, first_day: date, last_d
     return _replace_where(quarantine, path, predicate, "event_date", Table.QUARANTINE)
 
 
+def replace_assignments(assignments: DataFrame, path: str, first_day: date, last_day: date) -> int:
+    """Overwrite the assignments read off the events of input partitions [first_day, last_day]; the rows written.
+    A rerun of a partition replaces what it assigned, so a late event moves an assignment earlier, never twice."""
+    return _replace_where(
+        assignments, path, _between("event_date", first_day, last_day), "event_date", Table.ASSIGNMENTS
+    )
+
+
 def replace_kpis(kpis: DataFrame, path: str, periods: Periods, table: Table = Table.KPIS) -> int:
     """Overwrite exactly the rows of `periods` (for each kind, a set of period starts) in the kpis table, or in
     another table of periods (action_kpis); the rows written."""

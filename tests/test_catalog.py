@@ -4,7 +4,7 @@ session's spark_catalog, with a temporary warehouse)."""
 from __future__ import annotations
 
 import uuid
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -30,18 +30,22 @@ def schema(spark):
 
 
 def test_catalog_tables_hold_the_rows_that_path_tables_hold(spark, schema, tmp_path):
-    events = generate_events(spark, users=40, days=1, first_day=DAY)
+    events = generate_events(spark, users=40, days=2, first_day=DAY)  # its experiment starts on the second day
     write_sample(events, str(tmp_path / "events"))
     events.write.format("delta").partitionBy("event_date").saveAsTable(f"{schema}.events")
-    (tmp_path / "catalog.yaml").write_text(f"input: {{table: {schema}.events}}\noutput: {{catalog: {schema}}}\n")
-    (tmp_path / "paths.yaml").write_text(f"input: {{path: {tmp_path / 'events'}}}\noutput: {{path: {tmp_path / 'out'}}}\n")
+    # The sample's events carry an experiment: every table is written, the experiments' two included.
+    experiments = "experiments: {experiment_column: experiment, variant_column: variant}\n"
+    (tmp_path / "catalog.yaml").write_text(
+        f"input: {{table: {schema}.events}}\noutput: {{catalog: {schema}}}\n{experiments}"
+    )
+    (tmp_path / "paths.yaml").write_text(
+        f"input: {{path: {tmp_path / 'events'}}}\noutput: {{path: {tmp_path / 'out'}}}\n{experiments}"
+    )
 
-    pipeline.run(spark, load_config(tmp_path / "catalog.yaml"), DAY, DAY)
-    pipeline.run(spark, load_config(tmp_path / "paths.yaml"), DAY, DAY)
+    pipeline.run(spark, load_config(tmp_path / "catalog.yaml"), DAY, DAY + timedelta(days=1))
+    pipeline.run(spark, load_config(tmp_path / "paths.yaml"), DAY, DAY + timedelta(days=1))
 
     for table in Table:
-        if table is Table.EXPERIMENTS:
-            continue  # written only when experiments are configured
         name = f"spark_catalog.{schema}.{table.value}"
         assert spark.catalog.getTable(name).tableType == "MANAGED"
         detail = spark.sql(f"DESCRIBE DETAIL {name}").first()

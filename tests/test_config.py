@@ -239,6 +239,7 @@ def test_variants_can_come_from_an_assignments_table_read_like_the_events(tmp_pa
         ("{experiment_column: e, variant_column: v, assignments: {path: a}}", "not both"),
         ("{settings: {x: {control: a}}}", "give experiment_column and variant_column .* or assignments"),
         ("{experiment_column: e, variant_column: e}", "must be two columns"),
+        ("{experiment_column: event_name, variant_column: v}", "event_name is an event column"),
         ("{assignments: {path: a, table: ab.a}}", "give experiments.assignments.path .* or experiments.assignments.table"),
         ("{assignments: {path: a}, settings: {x: {control: a, split: {b: 1, c: 1}}}}",
          "control 'a' is not a variant of split"),

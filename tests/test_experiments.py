@@ -7,6 +7,7 @@ from datetime import date
 
 import pytest
 from pyspark.sql import Row
+from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from jobs.config import AssignmentsSpec
@@ -14,13 +15,14 @@ from jobs.experiments import (
     ASSIGNMENTS_SCHEMA,
     assignments_from_events,
     excluded_users,
+    is_half_tagged,
     resolved_assignments,
     variant_moments,
 )
 from jobs.read import InputError, read_assignments
 from jobs.validate import checked_assignments
 from tests.helpers import utc
-from tests.test_pipeline import run, write_events
+from tests.test_pipeline import run, table, write_events
 
 SESSIONS = "user_id string, session_start timestamp, session_end timestamp, session_date date, actions long"
 MON, TUE, WED = date(2026, 11, 2), date(2026, 11, 3), date(2026, 11, 4)
@@ -67,18 +69,22 @@ def test_a_repeated_assignment_to_the_same_variant_keeps_the_earliest_time(spark
     )
 
 
-def test_assignments_read_off_events_start_at_each_users_first_tagged_event(spark):
+def test_assignments_read_off_events_start_at_each_users_first_tagged_event_of_each_partition(spark):
     events = spark.createDataFrame(
-        [("u1", utc("2026-11-02T09:00"), None, None),  # untagged: assigns nothing
-         ("u1", utc("2026-11-02T10:00"), "exp", "A"),
-         ("u1", utc("2026-11-02T11:00"), "exp", "A"),
-         ("u2", utc("2026-11-02T12:00"), "exp", None)],  # an experiment without a variant assigns nothing
-        "user_id string, event_ts timestamp, experiment string, variant string",
+        [("u1", utc("2026-11-02T09:00"), MON, None, None),  # untagged: assigns nothing
+         ("u1", utc("2026-11-02T10:00"), MON, "exp", "A"),
+         ("u1", utc("2026-11-02T11:00"), MON, "exp", "A"),
+         ("u1", utc("2026-11-03T08:00"), TUE, "exp", "A"),  # another partition: its own row, replaced with it
+         ("u2", utc("2026-11-02T12:00"), MON, "exp", None),  # an experiment without a variant assigns nothing
+         ("u2", utc("2026-11-02T13:00"), MON, "exp", " ")],  # ... nor with a blank one
+        "user_id string, event_ts timestamp, event_date date, experiment string, variant string",
     )
     assertDataFrameEqual(
         assignments_from_events(events, experiment_column="experiment", variant_column="variant"),
-        [Row(user_id="u1", experiment_id="exp", variant="A", assigned_at=utc("2026-11-02T10:00"))],
+        [Row(user_id="u1", experiment_id="exp", variant="A", assigned_at=utc("2026-11-02T10:00"), event_date=MON),
+         Row(user_id="u1", experiment_id="exp", variant="A", assigned_at=utc("2026-11-03T08:00"), event_date=TUE)],
     )
+    assert events.where(is_half_tagged("experiment", "variant")).count() == 2
 
 
 def test_each_days_window_holds_the_users_assigned_so_far_and_their_sessions_since_assignment(spark):
@@ -290,4 +296,92 @@ def test_unusable_assignment_rows_stop_the_run_with_each_reason_counted(spark, j
     assert run(config, "--date", "2026-11-02") == 1
 
     assert "rows that cannot be used (missing_user_id 1); fix them and run again" in capsys.readouterr().err
+    assert not (root / "out" / "sessions").exists()
+
+
+# The same users as ASSIGNED, their variants carried by their events: u1 and u2 from their first event, u3 from
+# its 12:00 event, u4 from Tuesday's, u5 by an exposure event (non-interactive: it opens no session).
+TAGGED_MON_TUE = [
+    (*event, *({"u1": ("exp", "A"), "u2": ("exp", "B"), "u3": ("exp", "A"), "u4": ("exp", "B")}[event[0]]))
+    for event in EVENTS_MON_TUE
+] + [("u5", "e10", "exposure", "2026-11-03T08:00:00", "web", "US", "exp", "A"),
+     ("u5", "e11", "exposure", "2026-11-03T08:05:00", "web", "US", "exp", None)]  # half tagged: assigns nothing
+TAGGED = "user_id string, event_id string, event_name string, event_ts timestamp, platform string, country string, " \
+         "experiment string, variant string"
+
+
+def with_tagged_events(spark, job, rows) -> tuple:
+    root, config = job
+    write_tagged(spark, root, rows)
+    config.write_text(config.read_text() + "experiments: {experiment_column: experiment, variant_column: variant}\n"
+                      "sessionization: {non_interactive_events: [exposure]}\n")
+    return root, config
+
+
+def write_tagged(spark, root, rows):
+    frame = spark.createDataFrame([(*r[:3], utc(r[3]), *r[4:]) for r in rows], TAGGED)
+    frame.withColumn("event_date", F.to_date("event_ts")).write.mode("append").partitionBy("event_date").parquet(
+        str(root / "events")
+    )
+
+
+def test_variants_read_off_event_columns_give_the_same_table_as_the_assignments_they_carry(spark, job, caplog):
+    root, config = with_tagged_events(spark, job, TAGGED_MON_TUE)
+
+    assert run(config, "--date", "2026-11-02") == 0
+    assert run(config, "--date", "2026-11-03") == 0  # daily runs: Tuesday's needs Monday's stored assignments
+
+    # As test_a_run_writes_each_variants_cumulative_windows_with_their_statistics, whose assignments these events
+    # carry: u3's assignment at 12:00 and u4's at 10:00 still precede none of their sessions' ends.
+    assertDataFrameEqual(
+        table(spark, root, "experiments").select("variant", "window_end", "excluded_users", "users", "sessions",
+                                                 "actions"),
+        [Row(variant="A", window_end=MON, excluded_users=0, users=2, sessions=3, actions=4),
+         Row(variant="B", window_end=MON, excluded_users=0, users=1, sessions=1, actions=2),
+         Row(variant="A", window_end=TUE, excluded_users=0, users=3, sessions=4, actions=5),
+         Row(variant="B", window_end=TUE, excluded_users=0, users=2, sessions=2, actions=4)],
+    )
+    assertDataFrameEqual(
+        table(spark, root, "assignments").select("user_id", "variant", "assigned_at", "event_date"),
+        [Row(user_id="u1", variant="A", assigned_at=utc("2026-11-02T10:00"), event_date=MON),
+         Row(user_id="u1", variant="A", assigned_at=utc("2026-11-03T10:00"), event_date=TUE),
+         Row(user_id="u2", variant="B", assigned_at=utc("2026-11-02T09:00"), event_date=MON),
+         Row(user_id="u3", variant="A", assigned_at=utc("2026-11-02T12:00"), event_date=MON),
+         Row(user_id="u4", variant="B", assigned_at=utc("2026-11-03T10:00"), event_date=TUE),
+         Row(user_id="u5", variant="A", assigned_at=utc("2026-11-03T08:00"), event_date=TUE)],
+    )
+    assert "1 valid events of partitions 2026-11-03..2026-11-03 have only one of experiments.experiment and " \
+           "variant" in caplog.text
+
+
+def test_a_late_event_in_another_variant_excludes_its_user_once_its_day_is_run_again(spark, job):
+    root, config = with_tagged_events(spark, job, TAGGED_MON_TUE)
+    assert run(config, "--from", "2026-11-02", "--to", "2026-11-03") == 0
+    write_tagged(spark, root, [("u2", "e12", "view", "2026-11-02T09:10:00", "web", "BR", "exp", "A")])
+
+    assert run(config, "--date", "2026-11-02") == 0
+
+    # u2 saw A too: out of the experiment, so B holds only u4 (1 session, 2 actions) and no one on Monday. Monday's
+    # rerun replaced its partition's assignments: u2's B row is there once, beside the new A row.
+    assertDataFrameEqual(
+        table(spark, root, "experiments").select("variant", "window_end", "excluded_users", "users", "sessions",
+                                                 "actions"),
+        [Row(variant="A", window_end=MON, excluded_users=1, users=2, sessions=3, actions=4),
+         Row(variant="B", window_end=MON, excluded_users=1, users=0, sessions=0, actions=0),
+         Row(variant="A", window_end=TUE, excluded_users=1, users=3, sessions=4, actions=5),
+         Row(variant="B", window_end=TUE, excluded_users=1, users=1, sessions=1, actions=2)],
+    )
+    assert sorted(row["variant"] for row in table(spark, root, "assignments").where("user_id = 'u2'").collect()) == [
+        "A", "B"
+    ]
+
+
+def test_an_experiment_column_missing_from_the_input_is_an_error_naming_the_key(spark, job, capsys):
+    root, config = job
+    write_events(spark, root / "events", EVENTS_MON_TUE)  # no experiment or variant column
+    config.write_text(config.read_text() + "experiments: {experiment_column: experiment, variant_column: variant}\n")
+
+    assert run(config, "--date", "2026-11-02") == 1
+
+    assert "has no column experiment, variant; experiments names experiment, variant" in capsys.readouterr().err
     assert not (root / "out" / "sessions").exists()
