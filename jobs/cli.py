@@ -51,6 +51,15 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--input-format", choices=[f.value for f in InputFormat], help="override input.format")
     run.add_argument("--output", help="override output.path (in place of output.catalog, if the config has one)")
 
+    experiments = commands.add_parser(
+        "experiments", parents=[common], help="print an experiment's variants with their intervals and lifts"
+    )
+    experiments.add_argument("--config", type=Path, required=True, help="the job's YAML config")
+    experiments.add_argument("--experiment", required=True, help="the experiment id")
+    experiments.add_argument("--date", type=_iso_date,
+                             help="the window ending on this day, YYYY-MM-DD (default: the experiment to date)")
+    experiments.add_argument("--output", help="override output.path (in place of output.catalog, if the config has one)")
+
     sample = commands.add_parser("sample", parents=[common], help="generate sample events and sessionize them")
     sample.add_argument("--config", type=Path, default=SAMPLE_CONFIG, help="config for the rules (default %(default)s)")
     sample.add_argument("--events", default="data/sample/events", help="where to write the events, replacing them")
@@ -111,6 +120,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.config, input_path=args.input, input_format=args.input_format, output_path=args.output
             )
             _run(config, first_day, last_day, args.verbose)
+        elif args.command == "experiments":
+            config = load_config(args.config, output_path=args.output)
+            print(_experiment(config, args.experiment, args.date, args.verbose))
         else:
             # The config gives the rules; the sample has its own paths, so real input is never overwritten.
             config = load_config(args.config, input_path=args.events, input_format="parquet", output_path=args.output)
@@ -153,6 +165,32 @@ def _run(config: JobConfig, first_day: date, last_day: date, verbose: bool) -> N
     spark = get_spark(spark_log_level="INFO" if verbose else None)
     run_ids = pipeline.run(spark, config, first_day, last_day)
     print(pipeline.summary(spark, config, first_day, last_day, run_ids))
+
+
+def _experiment(config: JobConfig, experiment_id: str, window_end: date | None, verbose: bool) -> str:
+    from pyspark.sql import functions as F
+
+    from jobs.config import Table
+    from jobs.read import read_table
+    from jobs.show import experiment_table
+    from jobs.spark_session import get_spark
+
+    spark = get_spark(spark_log_level="INFO" if verbose else None)
+    path = config.output.table_path(Table.EXPERIMENTS)
+    table = read_table(spark, path)
+    if table is None:
+        raise InputError(f"no experiments table at {path!r}: configure experiments and run the job first")
+    rows = table.where(F.col("experiment_id") == experiment_id).collect()  # its variants x days: few rows
+    if not rows:
+        known = sorted(row["experiment_id"] for row in table.select("experiment_id").distinct().collect())
+        raise InputError(f"unknown experiment {experiment_id!r} in {path!r}; the experiments there: "
+                         f"{', '.join(known) if known else 'none yet'}")
+    window = [row for row in rows if (row["window_end"] == window_end if window_end else row["is_latest"])]
+    if not window:
+        ends = sorted({row["window_end"] for row in rows})
+        raise InputError(f"experiment {experiment_id!r} has no window ending {window_end}: its windows end "
+                         f"{ends[0]} to {ends[-1]}")
+    return experiment_table([row.asDict() for row in window])
 
 
 def _sample(config: JobConfig, users: int, first_day: date, days: int, verbose: bool) -> None:

@@ -22,6 +22,7 @@ from jobs.experiments import (
 from jobs.read import InputError, read_assignments
 from jobs.validate import checked_assignments
 from tests.helpers import utc
+from jobs.cli import main
 from tests.test_pipeline import run, table, write_events
 
 SESSIONS = "user_id string, session_start timestamp, session_end timestamp, session_date date, actions long"
@@ -385,3 +386,27 @@ def test_an_experiment_column_missing_from_the_input_is_an_error_naming_the_key(
 
     assert "has no column experiment, variant; experiments names experiment, variant" in capsys.readouterr().err
     assert not (root / "out" / "sessions").exists()
+
+
+def test_the_experiments_command_prints_a_window_and_names_the_known_experiments_for_an_unknown_one(
+    spark, job, capsys
+):
+    root, config = with_tagged_events(spark, job, TAGGED_MON_TUE)
+    assert run(config, "--from", "2026-11-02", "--to", "2026-11-03") == 0
+    capsys.readouterr()
+
+    assert main(["experiments", "--config", str(config), "--experiment", "exp"]) == 0
+    latest = capsys.readouterr().out.splitlines()
+    assert main(["experiments", "--config", str(config), "--experiment", "exp", "--date", "2026-11-02"]) == 0
+    monday = capsys.readouterr().out.splitlines()
+    assert main(["experiments", "--config", str(config), "--experiment", "checkout"]) == 1
+    unknown = capsys.readouterr().err
+
+    # The counts of test_variants_read_off_event_columns_give_the_same_table_as_the_assignments_they_carry.
+    assert latest[0] == "exp: 2026-11-02 to 2026-11-03 (the experiment to date), control: A"
+    assert latest[4:6] == ["A                 3             4             5",
+                           "B                 2             2             4"]
+    assert monday[0] == "exp: 2026-11-02 to 2026-11-02, control: A"
+    assert monday[4:6] == ["A                 2             3             4",
+                           "B                 1             1             2"]
+    assert f"unknown experiment 'checkout' in '{root / 'out' / 'experiments'}'; the experiments there: exp" in unknown
