@@ -10,7 +10,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Sequence
 
-from jobs.config import ConfigError, InputFormat, JobConfig, load_config
+from jobs.config import ConfigError, InputFormat, JobConfig, OutputSpec, load_config
 from jobs.inference import ExperimentError
 from jobs.read import InputError
 from jobs.runs import AccountingError, ConflictError
@@ -54,11 +54,11 @@ def _build_parser() -> argparse.ArgumentParser:
     experiments = commands.add_parser(
         "experiments", parents=[common], help="print an experiment's variants with their intervals and lifts"
     )
-    experiments.add_argument("--config", type=Path, required=True, help="the job's YAML config")
+    experiments.add_argument("--config", type=Path, help="the job's YAML config, for where its tables are")
+    experiments.add_argument("--output", help="the tables' folder: in place of the config's output, or without a config")
     experiments.add_argument("--experiment", required=True, help="the experiment id")
     experiments.add_argument("--date", type=_iso_date,
                              help="the window ending on this day, YYYY-MM-DD (default: the experiment to date)")
-    experiments.add_argument("--output", help="override output.path (in place of output.catalog, if the config has one)")
 
     sample = commands.add_parser("sample", parents=[common], help="generate sample events and sessionize them")
     sample.add_argument("--config", type=Path, default=SAMPLE_CONFIG, help="config for the rules (default %(default)s)")
@@ -106,6 +106,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         # Errors in the days are the run command's: its usage line is the one that helps.
         commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
         args.first_day, args.last_day = _day_range(commands.choices["run"], args)
+    if args.command == "experiments" and args.config is None and args.output is None:
+        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        commands.choices["experiments"].error("give --config (the job's config) or --output (the tables' folder)")
     return args
 
 
@@ -121,8 +124,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             _run(config, first_day, last_day, args.verbose)
         elif args.command == "experiments":
-            config = load_config(args.config, output_path=args.output)
-            print(_experiment(config, args.experiment, args.date, args.verbose))
+            output = (load_config(args.config, output_path=args.output).output if args.config is not None
+                      else OutputSpec(path=args.output))
+            print(_experiment(output, args.experiment, args.date, args.verbose))
         else:
             # The config gives the rules; the sample has its own paths, so real input is never overwritten.
             config = load_config(args.config, input_path=args.events, input_format="parquet", output_path=args.output)
@@ -167,7 +171,7 @@ def _run(config: JobConfig, first_day: date, last_day: date, verbose: bool) -> N
     print(pipeline.summary(spark, config, first_day, last_day, run_ids))
 
 
-def _experiment(config: JobConfig, experiment_id: str, window_end: date | None, verbose: bool) -> str:
+def _experiment(output: OutputSpec, experiment_id: str, window_end: date | None, verbose: bool) -> str:
     from pyspark.sql import functions as F
 
     from jobs.config import Table
@@ -176,7 +180,7 @@ def _experiment(config: JobConfig, experiment_id: str, window_end: date | None, 
     from jobs.spark_session import get_spark
 
     spark = get_spark(spark_log_level="INFO" if verbose else None)
-    path = config.output.table_path(Table.EXPERIMENTS)
+    path = output.table_path(Table.EXPERIMENTS)
     table = read_table(spark, path)
     if table is None:
         raise InputError(f"no experiments table at {path!r}: configure experiments and run the job first")

@@ -892,6 +892,11 @@ def summary(spark: SparkSession, config: JobConfig, first_day: date, last_day: d
         )
     records = [r for r in _runs(spark, config) if r.run_id in set(run_ids)]
     lines.extend(_accounting_lines(records))
+    experiments = read_table(spark, config.output.table_path(Table.EXPERIMENTS)) if config.experiments else None
+    if experiments is not None:
+        names = sorted(row["experiment_id"] for row in experiments.select("experiment_id").distinct().collect())
+        lines.append(f"experiments: {', '.join(names) if names else 'none assigned yet'}"
+                     + ("; `sessionlake experiments --experiment ID` shows one" if names else ""))
     return "\n".join(lines)
 
 

@@ -108,3 +108,8 @@ def test_the_command_raises_its_exit_code_for_schedulers_that_call_it_as_a_funct
     with pytest.raises(SystemExit) as stopped:
         entry_point()
     assert stopped.value.code == 2
+
+
+def test_the_experiments_command_needs_a_config_or_the_tables_folder(capsys):
+    assert exit_code(["experiments", "--experiment", "checkout"]) == 2
+    assert "give --config (the job's config) or --output (the tables' folder)" in capsys.readouterr().err

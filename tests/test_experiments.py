@@ -393,13 +393,13 @@ def test_the_experiments_command_prints_a_window_and_names_the_known_experiments
 ):
     root, config = with_tagged_events(spark, job, TAGGED_MON_TUE)
     assert run(config, "--from", "2026-11-02", "--to", "2026-11-03") == 0
-    capsys.readouterr()
+    assert "experiments: exp; `sessionlake experiments --experiment ID` shows one" in capsys.readouterr().out
 
     assert main(["experiments", "--config", str(config), "--experiment", "exp"]) == 0
     latest = capsys.readouterr().out.splitlines()
     assert main(["experiments", "--config", str(config), "--experiment", "exp", "--date", "2026-11-02"]) == 0
     monday = capsys.readouterr().out.splitlines()
-    assert main(["experiments", "--config", str(config), "--experiment", "checkout"]) == 1
+    assert main(["experiments", "--output", str(root / "out"), "--experiment", "checkout"]) == 1  # no config
     unknown = capsys.readouterr().err
 
     # The counts of test_variants_read_off_event_columns_give_the_same_table_as_the_assignments_they_carry.

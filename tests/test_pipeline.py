@@ -32,9 +32,10 @@ MONDAY = [
 ]
 
 
-def write_events(spark, path: Path, rows, fmt="parquet"):
-    """Write rows as Hive-style event_date partitions: the UTC date of event_ts, or Monday for a row without one."""
-    frame = spark.createDataFrame([(*r[:3], utc(r[3]) if r[3] else None, *r[4:]) for r in rows], EVENTS)
+def write_events(spark, path: Path, rows, fmt="parquet", schema=EVENTS):
+    """Write rows as Hive-style event_date partitions: the UTC date of event_ts, or Monday for a row without one.
+    `schema` may add columns after EVENTS'."""
+    frame = spark.createDataFrame([(*r[:3], utc(r[3]) if r[3] else None, *r[4:]) for r in rows], schema)
     frame = frame.withColumn("event_date", F.coalesce(F.to_date("event_ts"), F.lit(MON)))
     if fmt != "parquet":
         frame = frame.withColumn("event_ts", F.date_format("event_ts", "yyyy-MM-dd'T'HH:mm:ssXXX"))

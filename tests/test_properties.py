@@ -1,10 +1,11 @@
 """The incremental invariant, property-based: daily runs in order, with reruns, out of order, and a backfill, each
-with a late file landing part way, leave `sessions`, `users`, `kpis` and `action_kpis` equal to one run over all
-the days.
+with a late file landing part way, leave `sessions`, `users`, `kpis`, `action_kpis`, `assignments` and `experiments`
+equal to one run over all the days.
 
 An event set is a few users, each with its own history (bursts that cross midnight, a bot that never pauses and
 hits the 24h cap, resent duplicates, events that arrive late; conversions, non-interactive events, and more
-event names than action_kpis keeps), over the three Berlin days around the switch to
+event names than action_kpis keeps; most users in an A/B test, read off event columns, some seen in both variants),
+over the three Berlin days around the switch to
 summer time (Sunday 29 March 2026 has 23 hours). A run costs seconds on local Spark even for a few rows, so each
 example packs EVENT_SETS independent event sets into one input, each under its own user ids: sessions and users
 are per user, so the tables equal the full run's exactly when every event set's rows do. Each kind of schedule is
@@ -24,7 +25,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from pyspark.testing import assertDataFrameEqual
 
-from tests.test_pipeline import run, table, write_events
+from tests.test_pipeline import EVENTS, run, table, write_events
 
 DAYS = ("2026-03-28", "2026-03-29", "2026-03-30")
 START = datetime(2026, 3, 27, 23, 0)  # Saturday 28 March 00:00 in Berlin, in UTC
@@ -34,7 +35,8 @@ EVENT_SETS = 8
 # buy converts and ping is not an action (configure); with at most 2 names per group, the third folds into (other).
 NAMES = ("view", "view", "search", "buy", "ping")
 # One event per UTC date the runs need, so no run stops on a missing partition.
-FILLER = [("filler", f"f{d}", "view", f"2026-03-{d}T23:30:00", "web", "PT") for d in (27, 28, 29, 30)]
+FILLER = [("filler", f"f{d}", "view", f"2026-03-{d}T23:30:00", "web", "PT", None, None) for d in (27, 28, 29, 30)]
+TAGGED_EVENTS = EVENTS + ", experiment string, variant string"
 
 
 def person(rng: random.Random, user: str) -> list[tuple[str, str, int]]:
@@ -55,16 +57,33 @@ def bot(rng: random.Random, user: str) -> list[tuple[str, str, int]]:
 
 def event_set(rng: random.Random, name: str) -> tuple[list[tuple], list[tuple]]:
     """(on_time, late) rows of one event set: 3-8 users whose ids start with `name`."""
-    users = []
+    users, tags = [], {}
     for n in range(rng.randint(3, 8)):
-        users.extend(rng.choice([person, person, person, bot])(rng, f"{name}u{n}"))
-    rows = [(u, e, rng.choice(NAMES), (START + timedelta(minutes=m)).isoformat(), "ios", "DE") for u, e, m in users
-            if m < SPAN_MINUTES]
+        user = f"{name}u{n}"
+        users.extend(rng.choice([person, person, person, bot])(rng, user))
+        # A user in the test from one of their events on (a fifth are not in it), in variant A or B; a tenth of
+        # them in both, from one event in the other variant: excluded once that event's day is processed.
+        tagged_from, variant = rng.randint(0, 3), rng.choice("AB")
+        if rng.random() < 0.8:
+            tags[user] = (tagged_from, variant, rng.randint(tagged_from, 8) if rng.random() < 0.1 else None)
+    rows = [(u, e, rng.choice(NAMES), (START + timedelta(minutes=m)).isoformat(), "ios", "DE", *tag(tags, u, e))
+            for u, e, m in users if m < SPAN_MINUTES]
     delay = rng.randint(0, 5)
-    copies = [(u, e, n, (datetime.fromisoformat(t) + timedelta(minutes=delay)).isoformat(), p, c)
-              for u, e, n, t, p, c in rng.choices(rows, k=rng.randint(0, 4))]
+    copies = [(u, e, n, (datetime.fromisoformat(t) + timedelta(minutes=delay)).isoformat(), *rest)
+              for u, e, n, t, *rest in rng.choices(rows, k=rng.randint(0, 4))]
     late = rng.sample(rows, k=min(len(rows), rng.randint(0, 5)))
     return [r for r in rows if r not in late] + copies, late
+
+
+def tag(tags: dict[str, tuple], user: str, event_id: str) -> tuple[str | None, str | None]:
+    """(experiment, variant) of the user's event numbered as in `event_id` (user-n)."""
+    if user not in tags:
+        return None, None
+    tagged_from, variant, other_at = tags[user]
+    number = int(event_id.rsplit("-", 1)[1])
+    if number == other_at:
+        return "test", "B" if variant == "A" else "A"
+    return ("test", variant) if number >= tagged_from else (None, None)
 
 
 @st.composite
@@ -120,6 +139,7 @@ def configure(root: Path) -> Path:
         "reporting: {timezone: Europe/Berlin, segments: [platform, country]}\n"
         "sessionization: {non_interactive_events: [ping]}\n"
         "metrics: {conversion_events: [buy], max_action_names: 2}\n"
+        "experiments: {experiment_column: experiment, variant_column: variant}\n"
     )
     return config
 
@@ -143,20 +163,20 @@ def test_daily_runs_reruns_out_of_order_runs_and_backfills_with_late_files_equal
         on_time, late = data
         with tempfile.TemporaryDirectory() as folder:
             full = configure(Path(folder) / "full")
-            write_events(spark, Path(folder) / "full" / "events", on_time + late)
+            write_events(spark, Path(folder) / "full" / "events", on_time + late, schema=TAGGED_EVENTS)
             assert run(full, "--from", DAYS[0], "--to", DAYS[-1]) == 0
 
             daily = configure(Path(folder) / "daily")
-            write_events(spark, Path(folder) / "daily" / "events", on_time)
+            write_events(spark, Path(folder) / "daily" / "events", on_time, schema=TAGGED_EVENTS)
             for number, (first, last) in enumerate(steps, start=1):
                 assert run(daily, "--from", first, "--to", last) == 0
                 if number == min(late_after, len(steps)) and late:
-                    write_events(spark, Path(folder) / "daily" / "events", late)
+                    write_events(spark, Path(folder) / "daily" / "events", late, schema=TAGGED_EVENTS)
             # The scheduler's next run comes after the late file: a run of the last day, which looks back for it.
             if late:
                 assert run(daily, "--date", DAYS[-1]) == 0
 
-            for name in ("sessions", "users", "kpis", "action_kpis"):
+            for name in ("sessions", "users", "kpis", "action_kpis", "assignments", "experiments"):
                 assertDataFrameEqual(
                     table(spark, Path(folder) / "daily", name), table(spark, Path(folder) / "full", name)
                 )
