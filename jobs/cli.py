@@ -59,6 +59,8 @@ def _build_parser() -> argparse.ArgumentParser:
     experiments.add_argument("--experiment", required=True, help="the experiment id")
     experiments.add_argument("--date", type=_iso_date,
                              help="the window ending on this day, YYYY-MM-DD (default: the experiment to date)")
+    experiments.add_argument("--by", metavar="SEGMENT",
+                             help="a table per value of this breakdown (user_type: new or returning users)")
 
     sample = commands.add_parser("sample", parents=[common], help="generate sample events and sessionize them")
     sample.add_argument("--config", type=Path, default=SAMPLE_CONFIG, help="config for the rules (default %(default)s)")
@@ -126,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "experiments":
             output = (load_config(args.config, output_path=args.output).output if args.config is not None
                       else OutputSpec(path=args.output))
-            print(_experiment(output, args.experiment, args.date, args.verbose))
+            print(_experiment(output, args.experiment, args.date, args.by, args.verbose))
         else:
             # The config gives the rules; the sample has its own paths, so real input is never overwritten.
             config = load_config(args.config, input_path=args.events, input_format="parquet", output_path=args.output)
@@ -171,7 +173,9 @@ def _run(config: JobConfig, first_day: date, last_day: date, verbose: bool) -> N
     print(pipeline.summary(spark, config, first_day, last_day, run_ids))
 
 
-def _experiment(output: OutputSpec, experiment_id: str, window_end: date | None, verbose: bool) -> str:
+def _experiment(
+    output: OutputSpec, experiment_id: str, window_end: date | None, segment: str | None, verbose: bool
+) -> str:
     from pyspark.sql import functions as F
 
     from jobs.config import Table
@@ -189,12 +193,21 @@ def _experiment(output: OutputSpec, experiment_id: str, window_end: date | None,
         known = sorted(row["experiment_id"] for row in table.select("experiment_id").distinct().collect())
         raise InputError(f"unknown experiment {experiment_id!r} in {path!r}; the experiments there: "
                          f"{', '.join(known) if known else 'none yet'}")
-    window = [row for row in rows if (row["window_end"] == window_end if window_end else row["is_latest"])]
+    window = [row.asDict() for row in rows if (row["window_end"] == window_end if window_end else row["is_latest"])]
     if not window:
         ends = sorted({row["window_end"] for row in rows})
         raise InputError(f"experiment {experiment_id!r} has no window ending {window_end}: its windows end "
                          f"{ends[0]} to {ends[-1]}")
-    return experiment_table([row.asDict() for row in window])
+    dimension = segment or "all"
+    values = sorted({row["dimension_value"] for row in window if row["dimension"] == dimension})
+    if not values:
+        known = sorted({row["dimension"] for row in window} - {"all"})
+        raise InputError(f"experiment {experiment_id!r} has no breakdown by {segment!r}; its breakdowns: "
+                         f"{', '.join(known)}")
+    return "\n\n".join(
+        experiment_table([row for row in window if row["dimension"] == dimension and row["dimension_value"] == value])
+        for value in values
+    )
 
 
 def _sample(config: JobConfig, users: int, first_day: date, days: int, verbose: bool) -> None:

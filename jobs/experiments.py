@@ -9,9 +9,15 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from jobs.dates import local_date
+from jobs.metrics import ALL, USER_TYPE
 from jobs.read import ASSIGNMENT_COLUMNS
 
 ASSIGNMENTS_SCHEMA = "user_id string, experiment_id string, variant string, assigned_at timestamp"
+
+# The breakdowns of the experiments table: per-user columns fixed at assignment (see with_user_type).
+EXPERIMENT_SEGMENTS = (USER_TYPE,)
+# A moment row's breakdown: `all` and `all` for every user of the variant, else a segment and its value.
+_GROUP = ("dimension", "dimension_value")
 
 # The sums over users that jobs.inference.Moments takes, in its order.
 MOMENTS = ("users", "sessions", "actions", "sessions_squared", "actions_squared", "actions_times_sessions")
@@ -74,24 +80,44 @@ def _change_of_product(x: str, y: str) -> Column:
     return F.col(x) * F.col(y) - F.col(f"before_{x}") * F.col(f"before_{y}")
 
 
-def variant_moments(sessions: DataFrame, resolved: DataFrame, timezone: str, last_day: date) -> DataFrame:
-    """experiment_id, variant, window_end and the MOMENTS of the window ending that day, for every variant and every
-    day from the experiment's first assignment to `last_day` (a variant without users yet has zeros).
+def with_user_type(resolved: DataFrame, users: DataFrame, timezone: str) -> DataFrame:
+    """resolved_assignments' rows with user_type: `returning` for a user whose first-ever session (users'
+    first_seen) began on a day before their assignment day (days in `timezone`), else `new`; a user without a
+    session yet is new. Fixed at assignment, so the variant cannot change it: a fair breakdown."""
+    first_seen_day = users.select("user_id", local_date(F.col("first_seen"), timezone).alias("first_seen_day"))
+    is_returning = F.col("first_seen_day") < local_date(F.col("assigned_at"), timezone)
+    return (
+        resolved.join(first_seen_day, on="user_id", how="left")
+        .withColumn(USER_TYPE, F.when(is_returning, F.lit("returning")).otherwise(F.lit("new")))
+        .drop("first_seen_day")
+    )
+
+
+def variant_moments(
+    sessions: DataFrame, resolved: DataFrame, timezone: str, last_day: date, segments: tuple[str, ...] = ()
+) -> DataFrame:
+    """experiment_id, variant, dimension, dimension_value, window_end and the MOMENTS of the window ending that day,
+    for every variant and every day from the experiment's first assignment to `last_day` (a variant without users
+    yet has zeros): the experiment's users (dimension and value `all`), and those of each value of each per-user
+    column of `resolved` named in `segments` (null: `unknown`).
     `sessions`: user_id, session_start, session_end, session_date (their day in `timezone`), actions;
     `resolved`: resolved_assignments' rows for the same `timezone` and `last_day`."""
     assigned = resolved.where(~F.col("is_excluded")).select(
         "experiment_id", "user_id", "variant", "assigned_at",
-        local_date(F.col("assigned_at"), timezone).alias("assigned_day"),
+        local_date(F.col("assigned_at"), timezone).alias("assigned_day"), *segments,
     )
     return (
-        _user_day_changes(_sessions_in_experiment(sessions, assigned, last_day), assigned)
+        _user_day_changes(_sessions_in_experiment(sessions, assigned, last_day, segments), assigned, segments)
         .transform(_with_running_sums)
+        .transform(_by_dimension, segments)
         .transform(_moment_changes_by_day)
         .transform(_cumulated_by_day, last_day)
     )
 
 
-def _sessions_in_experiment(sessions: DataFrame, assigned: DataFrame, last_day: date) -> DataFrame:
+def _sessions_in_experiment(
+    sessions: DataFrame, assigned: DataFrame, last_day: date, segments: tuple[str, ...]
+) -> DataFrame:
     # A session counts once it ends at or after the assignment: the session in which a user is first exposed
     # counts, whole. Its day is never before the user's assignment day (a session that began the day before).
     return (
@@ -99,21 +125,22 @@ def _sessions_in_experiment(sessions: DataFrame, assigned: DataFrame, last_day: 
         .select("user_id", "session_end", "session_date", "actions")
         .join(assigned, on="user_id", how="inner")
         .where(F.col("session_end") >= F.col("assigned_at"))
-        .select("experiment_id", "variant", "user_id",
+        .select("experiment_id", "variant", "user_id", *segments,
                 F.greatest(F.col("session_date"), F.col("assigned_day")).alias("day"), "actions")
     )
 
 
-def _user_day_changes(in_experiment: DataFrame, assigned: DataFrame) -> DataFrame:
+def _user_day_changes(in_experiment: DataFrame, assigned: DataFrame, segments: tuple[str, ...]) -> DataFrame:
     """Per experiment, user and day on which the user's sums change: joined (1 on their assignment day),
-    day_sessions, day_actions."""
-    joins = assigned.select("experiment_id", "variant", "user_id", F.col("assigned_day").alias("day"),
+    day_sessions, day_actions; and the user's `segments`."""
+    user = ("experiment_id", "variant", "user_id", *segments)  # the segments are per user: they ride along
+    joins = assigned.select(*user, F.col("assigned_day").alias("day"),
                             F.lit(1).alias("joined"), F.lit(0).alias("day_sessions"), F.lit(0).alias("day_actions"))
-    visits = in_experiment.select("experiment_id", "variant", "user_id", "day", F.lit(0).alias("joined"),
+    visits = in_experiment.select(*user, "day", F.lit(0).alias("joined"),
                                   F.lit(1).alias("day_sessions"), F.col("actions").alias("day_actions"))
     return (
         joins.unionByName(visits)
-        .groupBy("experiment_id", "variant", "user_id", "day")
+        .groupBy(*user, "day")
         .agg(F.sum("joined").alias("joined"), F.sum("day_sessions").alias("day_sessions"),
              F.sum("day_actions").alias("day_actions"))
     )
@@ -134,10 +161,23 @@ def _with_running_sums(changes: DataFrame) -> DataFrame:
     )
 
 
+def _by_dimension(per_user: DataFrame, segments: tuple[str, ...]) -> DataFrame:
+    """Each row once for dimension `all` and once for each segment, with its value (null: `unknown`)."""
+    pairs = [F.struct(F.lit(ALL).alias("dimension"), F.lit(ALL).alias("dimension_value"))] + [
+        F.struct(F.lit(segment).alias("dimension"), F.coalesce(F.col(segment), F.lit("unknown")).alias("dimension_value"))
+        for segment in segments
+    ]
+    return (
+        per_user.select("*", F.explode(F.array(*pairs)).alias("pair"))
+        .select("*", "pair.dimension", "pair.dimension_value")
+        .drop("pair", *segments)
+    )
+
+
 def _moment_changes_by_day(per_user: DataFrame) -> DataFrame:
     """How much each moment of a variant grows on each day: the sum of its users' changes (a window's sum of x^2
     is the previous window's plus each user's new x^2 minus their old one)."""
-    return per_user.groupBy("experiment_id", "variant", "day").agg(
+    return per_user.groupBy("experiment_id", "variant", *_GROUP, "day").agg(
         F.sum("joined").alias("users"),
         F.sum("day_sessions").alias("sessions"),
         F.sum("day_actions").alias("actions"),
@@ -148,20 +188,19 @@ def _moment_changes_by_day(per_user: DataFrame) -> DataFrame:
 
 
 def _cumulated_by_day(day_changes: DataFrame, last_day: date) -> DataFrame:
-    """The day changes summed up to each day, with a row for every variant and day from the experiment's first to
-    last_day (a day without changes repeats the day before)."""
+    """The day changes summed up to each day, with a row for every variant, dimension value and day from the
+    experiment's first to last_day (a day without changes repeats the day before)."""
     experiment_start = day_changes.groupBy("experiment_id").agg(F.min("day").alias("first_day"))
-    variants = (
-        day_changes.select("experiment_id", "variant").distinct()  # each variant of each experiment, once
+    keys = ["experiment_id", "variant", *_GROUP]
+    groups = (
+        day_changes.select(*keys).distinct()  # each variant and dimension value of each experiment, once
         .join(experiment_start, on="experiment_id", how="inner")
     )
-    grid = variants.select("experiment_id", "variant",
-                           F.explode(F.sequence(F.col("first_day"), F.lit(last_day))).alias("day"))
-    running = Window.partitionBy("experiment_id", "variant").orderBy("window_end")
+    grid = groups.select(*keys, F.explode(F.sequence(F.col("first_day"), F.lit(last_day))).alias("day"))
+    running = Window.partitionBy(*keys).orderBy("window_end")
     return (
-        grid.join(day_changes, on=["experiment_id", "variant", "day"], how="left")
-        .select("experiment_id", "variant", F.col("day").alias("window_end"),
+        grid.join(day_changes, on=[*keys, "day"], how="left")
+        .select(*keys, F.col("day").alias("window_end"),
                 *[F.coalesce(F.col(name), F.lit(0)).cast("long").alias(name) for name in MOMENTS])
-        .select("experiment_id", "variant", "window_end",
-                *[F.sum(name).over(running).alias(name) for name in MOMENTS])
+        .select(*keys, "window_end", *[F.sum(name).over(running).alias(name) for name in MOMENTS])
     )

@@ -209,7 +209,7 @@ _STATISTIC_SUFFIXES = ("", "_se", "_ci_low", "_ci_high", "_lift", "_lift_ci_low"
 
 # The experiments table's columns, as experiment_rows fills them (a Spark DDL schema).
 EXPERIMENTS_SCHEMA = ", ".join([
-    "experiment_id string", "variant string", "window_start date", "window_end date", "is_latest boolean",
+    "experiment_id string", "dimension string", "dimension_value string", "variant string", "window_start date", "window_end date", "is_latest boolean",
     "control_variant string", "is_control boolean", "excluded_users long",
     *(f"{name} long" for name in _MOMENT_FIELDS),
     *(f"{statistic}{suffix} double" for statistic in _STATISTICS for suffix in _STATISTIC_SUFFIXES),
@@ -224,23 +224,22 @@ def experiment_rows(
     splits: dict[str, dict[str, float]],
 ) -> list[dict[str, object]]:
     """The experiments table's rows (EXPERIMENTS_SCHEMA) from variant_moments' rows (experiment_id, variant,
-    window_end and the moments): per experiment, variant and window, the counts, the moments and window_results'
-    statistics, with the experiment's first day, whether the window is its latest (the experiment to date), its
+    dimension, dimension_value, window_end and the moments): per experiment, dimension value, variant and window,
+    the counts, the moments and window_results' statistics (each dimension value's users compared on their own), with the experiment's first day, whether the window is its latest (the experiment to date), its
     control and its excluded users. `controls` and `splits` hold the configured ones by
     experiment id; a configured variant without users gets rows of zeros. ExperimentError when the data
     contradict them."""
-    windows: dict[tuple[str, object], dict[str, Moments]] = {}
+    windows: dict[tuple[str, str, str, object], dict[str, Moments]] = {}
     for row in moment_rows:
-        key = (row["experiment_id"], row["window_end"])
+        key = (row["experiment_id"], row["dimension"], row["dimension_value"], row["window_end"])
         windows.setdefault(key, {})[row["variant"]] = Moments(*(row[name] for name in _MOMENT_FIELDS))
     variants_of: dict[str, set[str]] = {}
-    for (experiment_id, _), window in windows.items():
-        variants_of.setdefault(experiment_id, set()).update(window)
     ends = {}
-    for experiment_id, window_end in windows:
+    for (experiment_id, _, _, window_end), window in windows.items():
+        variants_of.setdefault(experiment_id, set()).update(window)
         ends.setdefault(experiment_id, []).append(window_end)
     rows = []
-    for (experiment_id, window_end), window in sorted(windows.items()):
+    for (experiment_id, dimension, dimension_value, window_end), window in sorted(windows.items()):
         split = _expected_split(experiment_id, variants_of[experiment_id], splits.get(experiment_id))
         window = {variant: window.get(variant, _NO_USERS) for variant in split}
         control = control_of(experiment_id, sorted(variants_of[experiment_id]), controls.get(experiment_id))
@@ -248,6 +247,8 @@ def experiment_rows(
         for variant, moments in sorted(window.items()):
             rows.append({
                 "experiment_id": experiment_id,
+                "dimension": dimension,
+                "dimension_value": dimension_value,
                 "variant": variant,
                 "window_start": min(ends[experiment_id]),
                 "window_end": window_end,

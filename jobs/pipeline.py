@@ -20,11 +20,13 @@ from jobs.config import ConfigError, InputFormat, JobConfig, Table
 from jobs.dates import local_date
 from jobs.experiments import (
     ASSIGNMENTS_SCHEMA,
+    EXPERIMENT_SEGMENTS,
     assignments_from_events,
     excluded_users,
     is_half_tagged,
     resolved_assignments,
     variant_moments,
+    with_user_type,
 )
 from jobs.incremental import (
     NO_ANCHORS,
@@ -195,10 +197,20 @@ def _write_experiments(spark: SparkSession, config: JobConfig, assignments: Data
     """Recompute the experiments table whole, windows up to `last_day` (the latest processed day), from the stored
     sessions and the assignments."""
     timezone, settings = config.reporting.timezone, config.experiments.settings
-    resolved = resolved_assignments(assignments, timezone, last_day).persist()  # few rows, read twice
+    users = read_table(spark, config.output.table_path(Table.USERS))
+    resolved = (
+        resolved_assignments(assignments, timezone, last_day).transform(with_user_type, users, timezone).persist()
+    )  # few rows, read twice
     try:
-        sessions = read_table(spark, config.output.table_path(Table.SESSIONS))
-        moments = variant_moments(sessions, resolved, timezone, last_day).collect()  # a row per variant and day
+        # Only the sessions that can end at or after the first assignment: the table's partitions from that day on.
+        longest_us = config.sessionization.max_session_duration // timedelta(microseconds=1)
+        earliest_start = F.timestamp_micros(F.unix_micros(F.min("assigned_at")) - F.lit(longest_us))
+        first_day = resolved.agg(local_date(earliest_start, timezone).alias("day")).first()["day"]
+        sessions = read_table(spark, config.output.table_path(Table.SESSIONS)).where(
+            F.col("session_date") >= F.lit(first_day)
+        )
+        # A row per variant, segment value and day.
+        moments = variant_moments(sessions, resolved, timezone, last_day, EXPERIMENT_SEGMENTS).collect()
         excluded = {row["experiment_id"]: row["excluded_users"] for row in excluded_users(resolved).collect()}
     finally:
         resolved.unpersist()

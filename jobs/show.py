@@ -12,13 +12,15 @@ _METRICS = (("spu", "SPU, sessions per user"), ("aps", "APS, actions per session
 
 
 def experiment_table(rows: Sequence[Mapping[str, Any]]) -> str:
-    """The rows of one experiment's window in the experiments table (any order) as a terminal table: counts, then
+    """The rows of one experiment's window and dimension value in the experiments table (any order) as a terminal
+    table, titled with the dimension value unless it is all users: counts, then
     SPU and APS per variant with their 95% intervals and, beside each non-control variant, the lift over control,
     its interval and p-value. The control comes first, then the variants by name."""
     ordered = sorted(rows, key=lambda row: (not row["is_control"], row["variant"]))
     first = ordered[0]
+    segment = "" if first["dimension"] == "all" else f", {first['dimension']} {first['dimension_value']}"
     lines = [
-        f"{first['experiment_id']}: {first['window_start']} to {first['window_end']}"
+        f"{first['experiment_id']}{segment}: {first['window_start']} to {first['window_end']}"
         f"{' (the experiment to date)' if first['is_latest'] else ''}, control: {first['control_variant']}",
         f"users excluded (seen in two variants): {first['excluded_users']:,}; sample ratio mismatch: "
         f"{_p_value(first['srm_p_value'])} (users per variant against the expected split)",

@@ -18,6 +18,7 @@ from jobs.experiments import (
     is_half_tagged,
     resolved_assignments,
     variant_moments,
+    with_user_type,
 )
 from jobs.read import InputError, read_assignments
 from jobs.validate import checked_assignments
@@ -117,8 +118,55 @@ def test_each_days_window_holds_the_users_assigned_so_far_and_their_sessions_sin
     ]
     assertDataFrameEqual(
         moments,
-        [Row(experiment_id="exp", variant=v, window_end=d, users=n, sessions=s, actions=a, sessions_squared=s2,
-             actions_squared=a2, actions_times_sessions=a_s) for v, d, n, s, a, s2, a2, a_s in expected],
+        [Row(experiment_id="exp", variant=v, dimension="all", dimension_value="all", window_end=d, users=n,
+             sessions=s, actions=a, sessions_squared=s2, actions_squared=a2, actions_times_sessions=a_s)
+         for v, d, n, s, a, s2, a2, a_s in expected],
+    )
+
+
+def test_a_user_is_returning_if_their_first_session_began_on_a_day_before_their_assignment_day(spark):
+    # u1 first seen Sunday, assigned Monday: returning. u2 first seen Monday 08:00, assigned Monday 10:00: new (the
+    # same day). u3 never had a session: new. Days are Berlin's: u4, first seen Sunday 23:30 UTC (Monday 00:30 in
+    # Berlin) and assigned Monday, is new.
+    users = spark.createDataFrame(
+        [("u1", utc("2026-11-01T12:00")), ("u2", utc("2026-11-02T08:00")), ("u4", utc("2026-11-01T23:30"))],
+        "user_id string, first_seen timestamp",
+    )
+    given = assignments(spark, [("u1", "exp", "A", "2026-11-02T10:00"), ("u2", "exp", "A", "2026-11-02T10:00"),
+                                ("u3", "exp", "B", "2026-11-02T10:00"), ("u4", "exp", "B", "2026-11-02T10:00")])
+
+    typed = with_user_type(resolved_assignments(given, "Europe/Berlin", MON), users, "Europe/Berlin")
+
+    assertDataFrameEqual(
+        typed.select("user_id", "user_type"),
+        [Row(user_id="u1", user_type="returning"), Row(user_id="u2", user_type="new"),
+         Row(user_id="u3", user_type="new"), Row(user_id="u4", user_type="new")],
+    )
+
+
+def test_moments_are_broken_down_by_each_segment_value_besides_all_users(spark):
+    # u1 (returning) and u2 (new) in A, u3 (new) in B, all assigned Monday; u1 has 2 sessions (1 and 3 actions),
+    # u2 one (2 actions), u3 none.
+    given_sessions = sessions(spark, [("u1", "2026-11-02T10:00", "2026-11-02T10:05", 1),
+                                      ("u1", "2026-11-02T12:00", "2026-11-02T12:05", 3),
+                                      ("u2", "2026-11-02T10:00", "2026-11-02T10:05", 2)])
+    resolved = resolved_assignments(assignments(spark, [
+        ("u1", "exp", "A", "2026-11-02T09:00"), ("u2", "exp", "A", "2026-11-02T09:00"),
+        ("u3", "exp", "B", "2026-11-02T09:00"),
+    ]), "UTC", MON).withColumn("user_type", F.when(F.col("user_id") == "u1", "returning").otherwise("new"))
+
+    moments = variant_moments(given_sessions, resolved, "UTC", MON, segments=("user_type",))
+
+    # (variant, dimension, value): users, sessions, actions, sum S^2, sum A^2, sum A x S; u1 (2, 4), u2 (1, 2).
+    expected = [
+        ("A", "all", "all", 2, 3, 6, 5, 20, 10), ("B", "all", "all", 1, 0, 0, 0, 0, 0),
+        ("A", "user_type", "returning", 1, 2, 4, 4, 16, 8), ("A", "user_type", "new", 1, 1, 2, 1, 4, 2),
+        ("B", "user_type", "new", 1, 0, 0, 0, 0, 0),
+    ]
+    assertDataFrameEqual(
+        moments.drop("experiment_id", "window_end"),
+        [Row(variant=v, dimension=d, dimension_value=dv, users=n, sessions=s, actions=a, sessions_squared=s2,
+             actions_squared=a2, actions_times_sessions=a_s) for v, d, dv, n, s, a, s2, a2, a_s in expected],
     )
 
 
@@ -257,7 +305,7 @@ def test_a_run_writes_each_variants_cumulative_windows_with_their_statistics(spa
 
     assert run(config, "--from", "2026-11-02", "--to", "2026-11-03") == 0
 
-    table = spark.read.format("delta").load(str(root / "out" / "experiments"))
+    table = spark.read.format("delta").load(str(root / "out" / "experiments")).where("dimension = 'all'")
     # Monday: A holds u1 (2 sessions, 3 actions) and u3 (1, 1); B holds u2 (1, 2).
     # Tuesday: A adds u1's session (3, 4) and u5 (0, 0); B adds u4 (1, 2).
     assertDataFrameEqual(
@@ -335,8 +383,9 @@ def test_variants_read_off_event_columns_give_the_same_table_as_the_assignments_
     # As test_a_run_writes_each_variants_cumulative_windows_with_their_statistics, whose assignments these events
     # carry: u3's assignment at 12:00 and u4's at 10:00 still precede none of their sessions' ends.
     assertDataFrameEqual(
-        table(spark, root, "experiments").select("variant", "window_end", "excluded_users", "users", "sessions",
-                                                 "actions"),
+        table(spark, root, "experiments").where("dimension = 'all'").select(
+            "variant", "window_end", "excluded_users", "users", "sessions", "actions"
+        ),
         [Row(variant="A", window_end=MON, excluded_users=0, users=2, sessions=3, actions=4),
          Row(variant="B", window_end=MON, excluded_users=0, users=1, sessions=1, actions=2),
          Row(variant="A", window_end=TUE, excluded_users=0, users=3, sessions=4, actions=5),
@@ -365,8 +414,9 @@ def test_a_late_event_in_another_variant_excludes_its_user_once_its_day_is_run_a
     # u2 saw A too: out of the experiment, so B holds only u4 (1 session, 2 actions) and no one on Monday. Monday's
     # rerun replaced its partition's assignments: u2's B row is there once, beside the new A row.
     assertDataFrameEqual(
-        table(spark, root, "experiments").select("variant", "window_end", "excluded_users", "users", "sessions",
-                                                 "actions"),
+        table(spark, root, "experiments").where("dimension = 'all'").select(
+            "variant", "window_end", "excluded_users", "users", "sessions", "actions"
+        ),
         [Row(variant="A", window_end=MON, excluded_users=1, users=2, sessions=3, actions=4),
          Row(variant="B", window_end=MON, excluded_users=1, users=0, sessions=0, actions=0),
          Row(variant="A", window_end=TUE, excluded_users=1, users=3, sessions=4, actions=5),
@@ -401,6 +451,8 @@ def test_the_experiments_command_prints_a_window_and_names_the_known_experiments
     monday = capsys.readouterr().out.splitlines()
     assert main(["experiments", "--output", str(root / "out"), "--experiment", "checkout"]) == 1  # no config
     unknown = capsys.readouterr().err
+    assert main(["experiments", "--config", str(config), "--experiment", "exp", "--by", "user_type"]) == 0
+    by_user_type = capsys.readouterr().out
 
     # The counts of test_variants_read_off_event_columns_give_the_same_table_as_the_assignments_they_carry.
     assert latest[0] == "exp: 2026-11-02 to 2026-11-03 (the experiment to date), control: A"
@@ -410,3 +462,7 @@ def test_the_experiments_command_prints_a_window_and_names_the_known_experiments
     assert monday[4:6] == ["A                 2             3             4",
                            "B                 1             1             2"]
     assert f"unknown experiment 'checkout' in '{root / 'out' / 'experiments'}'; the experiments there: exp" in unknown
+    # Every user's first session was on or after their assignment day: all are new.
+    assert by_user_type.splitlines()[0] == "exp, user_type new: 2026-11-02 to 2026-11-03 (the experiment to date), " \
+                                           "control: A"
+    assert "returning" not in by_user_type

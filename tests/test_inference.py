@@ -208,10 +208,10 @@ TEN_USERS = Moments(users=10, sessions=20, actions=40, sessions_squared=50, acti
                     actions_times_sessions=90)
 
 
-def row(variant: str, window_end: date, m: Moments) -> dict:
+def row(variant: str, window_end: date, m: Moments, dimension=("all", "all")) -> dict:
     """A row as variant_moments gives it."""
-    return {"experiment_id": "exp", "variant": variant, "window_end": window_end,
-            **{name: getattr(m, name) for name in MOMENTS}}
+    return {"experiment_id": "exp", "variant": variant, "dimension": dimension[0], "dimension_value": dimension[1],
+            "window_end": window_end, **{name: getattr(m, name) for name in MOMENTS}}
 
 
 def test_the_experiments_rows_carry_each_windows_moments_statistics_control_and_excluded_users():
@@ -245,6 +245,27 @@ def test_a_variant_with_users_but_no_configured_share_is_an_error_naming_it():
     with pytest.raises(ExperimentError, match="variant B has users but no share in experiments.settings.exp.split"):
         experiment_rows([row("A", MON, TEN_USERS), row("B", MON, TEN_USERS)], excluded={}, controls={},
                         splits={"exp": {"A": 1, "C": 1}})
+
+
+def test_each_segment_values_variants_are_compared_on_their_own_with_the_experiments_control():
+    new, returning = ("user_type", "new"), ("user_type", "returning")
+    rows = experiment_rows(
+        [row("A", MON, CONTROL), row("B", MON, TREATMENT), row("A", MON, CONTROL, new), row("B", MON, TEN_USERS, new),
+         row("A", MON, TEN_USERS, returning)],
+        excluded={}, controls={}, splits={},
+    )
+
+    by_key = {(r["dimension"], r["dimension_value"], r["variant"]): r for r in rows}
+    assert sorted(by_key) == [("all", "all", "A"), ("all", "all", "B"), ("user_type", "new", "A"),
+                              ("user_type", "new", "B"), ("user_type", "returning", "A"),
+                              ("user_type", "returning", "B")]
+    # The hand-worked lift of +40% holds for all users; new users' B (APS 2) against the same control (5/3): +20%.
+    assert by_key[("all", "all", "B")]["aps_lift"] == pytest.approx(0.4)
+    assert by_key[("user_type", "new", "B")]["aps_lift"] == pytest.approx(2 / (5 / 3) - 1)
+    # No returning user in B: zeros, no estimate, and the worst sample ratio for that segment (10 against 0).
+    assert by_key[("user_type", "returning", "B")]["users"] == 0
+    assert by_key[("user_type", "returning", "B")]["aps"] is None
+    assert by_key[("user_type", "returning", "A")]["srm_p_value"] == pytest.approx(math.erfc(math.sqrt(10 / 2)))
 
 
 def test_the_moments_the_spark_side_names_are_the_ones_the_statistics_take():

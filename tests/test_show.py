@@ -8,7 +8,7 @@ from jobs.show import experiment_table
 def variant(name, is_control, users, sessions, actions, spu, aps, srm=0.5):
     """A row of the experiments table; each estimate's interval is ±0.1, each lift's ±0.05, for the eye."""
     row = {
-        "experiment_id": "tips", "variant": name, "window_start": date(2026, 11, 2), "window_end": date(2026, 11, 8),
+        "experiment_id": "tips", "dimension": "all", "dimension_value": "all", "variant": name, "window_start": date(2026, 11, 2), "window_end": date(2026, 11, 8),
         "is_latest": True, "control_variant": "old", "is_control": is_control, "excluded_users": 3,
         "users": users, "sessions": sessions, "actions": actions, "srm_p_value": srm,
     }
@@ -62,3 +62,13 @@ def test_a_statistic_without_a_value_shows_as_n_a():
                 "aps_lift_ci_high": None, "aps_p_value": None, "srm_p_value": None}
 
     assert experiment_table(rows).splitlines()[-1] == "new           n/a  n/a                     n/a  n/a                     n/a"
+
+
+def test_a_segment_values_table_is_titled_with_it():
+    rows = [variant("old", True, 990, 1_980, 9_900, 2.0, 5.0), variant("new", False, 1_010, 2_222, 12_221, 2.2, 5.5)]
+    for row in rows:
+        row |= {"dimension": "user_type", "dimension_value": "returning"}
+
+    assert experiment_table(rows).splitlines()[0] == (
+        "tips, user_type returning: 2026-11-02 to 2026-11-08 (the experiment to date), control: old"
+    )
