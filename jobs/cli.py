@@ -176,38 +176,11 @@ def _run(config: JobConfig, first_day: date, last_day: date, verbose: bool) -> N
 def _experiment(
     output: OutputSpec, experiment_id: str, window_end: date | None, segment: str | None, verbose: bool
 ) -> str:
-    from pyspark.sql import functions as F
-
-    from jobs.config import Table
-    from jobs.read import read_table
-    from jobs.show import experiment_table
+    from jobs import pipeline
     from jobs.spark_session import get_spark
 
     spark = get_spark(spark_log_level="INFO" if verbose else None)
-    path = output.table_path(Table.EXPERIMENTS)
-    table = read_table(spark, path)
-    if table is None:
-        raise InputError(f"no experiments table at {path!r}: configure experiments and run the job first")
-    rows = table.where(F.col("experiment_id") == experiment_id).collect()  # its variants x days: few rows
-    if not rows:
-        known = sorted(row["experiment_id"] for row in table.select("experiment_id").distinct().collect())
-        raise InputError(f"unknown experiment {experiment_id!r} in {path!r}; the experiments there: "
-                         f"{', '.join(known) if known else 'none yet'}")
-    window = [row.asDict() for row in rows if (row["window_end"] == window_end if window_end else row["is_latest"])]
-    if not window:
-        ends = sorted({row["window_end"] for row in rows})
-        raise InputError(f"experiment {experiment_id!r} has no window ending {window_end}: its windows end "
-                         f"{ends[0]} to {ends[-1]}")
-    dimension = segment or "all"
-    values = sorted({row["dimension_value"] for row in window if row["dimension"] == dimension})
-    if not values:
-        known = sorted({row["dimension"] for row in window} - {"all"})
-        raise InputError(f"experiment {experiment_id!r} has no breakdown by {segment!r}; its breakdowns: "
-                         f"{', '.join(known)}")
-    return "\n\n".join(
-        experiment_table([row for row in window if row["dimension"] == dimension and row["dimension_value"] == value])
-        for value in values
-    )
+    return pipeline.experiment_report(spark, output, experiment_id, window_end, segment)
 
 
 def _sample(config: JobConfig, users: int, first_day: date, days: int, verbose: bool) -> None:

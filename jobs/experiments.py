@@ -3,14 +3,15 @@ rules are README rules 28-31, the statistics jobs/inference.py."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from jobs.dates import local_date
-from jobs.metrics import ALL, USER_TYPE
+from jobs.metrics import ALL, NEW_USER, RETURNING_USER, USER_TYPE
 from jobs.read import ASSIGNMENT_COLUMNS
+from jobs.sessionize import UNKNOWN_SEGMENT
 
 ASSIGNMENTS_SCHEMA = "user_id string, experiment_id string, variant string, assigned_at timestamp"
 
@@ -26,11 +27,12 @@ MOMENTS = ("users", "sessions", "actions", "sessions_squared", "actions_squared"
 def assignments_from_events(events: DataFrame, experiment_column: str, variant_column: str) -> DataFrame:
     """Assignments read off valid events (user_id, event_ts, event_date and the two columns): one row per user,
     experiment, variant and input partition (event_date) their events carry, assigned at the first such event.
-    An event without an experiment or a variant (null or blank) assigns nothing; see is_half_tagged."""
+    Both values are trimmed ("B " is B); an event without an experiment or a variant (null or blank) assigns
+    nothing; see is_half_tagged."""
     return (
         events.where(_is_tagged(experiment_column) & _is_tagged(variant_column))
-        .groupBy("user_id", F.col(experiment_column).alias("experiment_id"), F.col(variant_column).alias("variant"),
-                 "event_date")
+        .groupBy("user_id", F.trim(F.col(experiment_column)).alias("experiment_id"),
+                 F.trim(F.col(variant_column)).alias("variant"), "event_date")
         .agg(F.min("event_ts").alias("assigned_at"))
         .select(*ASSIGNMENT_COLUMNS, "event_date")
     )
@@ -85,12 +87,23 @@ def with_user_type(resolved: DataFrame, users: DataFrame, timezone: str) -> Data
     first_seen) began on a day before their assignment day (days in `timezone`), else `new`; a user without a
     session yet is new. Fixed at assignment, so the variant cannot change it: a fair breakdown."""
     first_seen_day = users.select("user_id", local_date(F.col("first_seen"), timezone).alias("first_seen_day"))
-    is_returning = F.col("first_seen_day") < local_date(F.col("assigned_at"), timezone)
+    assigned_day = local_date(F.col("assigned_at"), timezone)
+    is_returning = F.col("first_seen_day") < assigned_day
+    is_new = F.col("first_seen_day").isNull() | (F.col("first_seen_day") >= assigned_day)
     return (
         resolved.join(first_seen_day, on="user_id", how="left")
-        .withColumn(USER_TYPE, F.when(is_returning, F.lit("returning")).otherwise(F.lit("new")))
+        .withColumn(USER_TYPE, F.when(is_returning, F.lit(RETURNING_USER)).when(is_new, F.lit(NEW_USER)))
         .drop("first_seen_day")
     )
+
+
+def first_day_to_read(resolved: DataFrame, max_session_duration: timedelta, timezone: str) -> DataFrame:
+    """One row, `day`: the first session_date whose sessions can count in any experiment of `resolved`, or null
+    without assignments. A session counts if it ends at or after its user's assignment, and no session lasts
+    longer than `max_session_duration`, so none that began before the first assignment minus that can count."""
+    longest_us = max_session_duration // timedelta(microseconds=1)
+    earliest_start = F.timestamp_micros(F.unix_micros(F.min("assigned_at")) - F.lit(longest_us))
+    return resolved.agg(local_date(earliest_start, timezone).alias("day"))
 
 
 def variant_moments(
@@ -164,7 +177,8 @@ def _with_running_sums(changes: DataFrame) -> DataFrame:
 def _by_dimension(per_user: DataFrame, segments: tuple[str, ...]) -> DataFrame:
     """Each row once for dimension `all` and once for each segment, with its value (null: `unknown`)."""
     pairs = [F.struct(F.lit(ALL).alias("dimension"), F.lit(ALL).alias("dimension_value"))] + [
-        F.struct(F.lit(segment).alias("dimension"), F.coalesce(F.col(segment), F.lit("unknown")).alias("dimension_value"))
+        F.struct(F.lit(segment).alias("dimension"),
+                 F.coalesce(F.col(segment), F.lit(UNKNOWN_SEGMENT)).alias("dimension_value"))
         for segment in segments
     ]
     return (

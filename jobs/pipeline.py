@@ -16,12 +16,13 @@ from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
-from jobs.config import ConfigError, InputFormat, JobConfig, Table
+from jobs.config import InputFormat, JobConfig, OutputSpec, Table
 from jobs.dates import local_date
 from jobs.experiments import (
     ASSIGNMENTS_SCHEMA,
     EXPERIMENT_SEGMENTS,
     assignments_from_events,
+    first_day_to_read,
     excluded_users,
     is_half_tagged,
     resolved_assignments,
@@ -80,6 +81,7 @@ from jobs.read import (
     read_assignments,
     read_events,
     read_table,
+    table_exists,
     table_version,
     writer_start,
     unpartitioned_days,
@@ -101,6 +103,7 @@ from jobs.runs import (
     to_frame,
 )
 from jobs.sessionize import session_marks, session_schema, to_sessions
+from jobs.show import experiment_table
 from jobs.validate import (
     checked_assignments,
     REASONS,
@@ -129,7 +132,9 @@ from jobs.write import (
 log = logging.getLogger(__name__)
 
 # The tables a run writes its days into (runs is the ledger, written around them).
-_WRITTEN_TABLES = (Table.SESSIONS, Table.USERS, Table.QUARANTINE, Table.KPIS, Table.ACTION_KPIS, Table.ASSIGNMENTS)
+_WRITTEN_TABLES = (
+    Table.SESSIONS, Table.USERS, Table.QUARANTINE, Table.KPIS, Table.ACTION_KPIS, Table.ASSIGNMENTS, Table.EXPERIMENTS
+)
 
 
 def run(spark: SparkSession, config: JobConfig, first_day: date, last_day: date) -> list[str]:
@@ -157,7 +162,7 @@ def run(spark: SparkSession, config: JobConfig, first_day: date, last_day: date)
         step_days = set(days_between(step_first, step_last))
         pending -= step_days
         reason = "requested" if step_days & asked else reasons.get(step_first, "follows changed days")
-        context = _RunContext((first_day, last_day), inputs, left, without_input)
+        context = _RunContext((first_day, last_day), inputs, left, without_input, assignments)
         record = _step(spark, config, step_first, step_last, reason, context)
         run_ids.append(record.run_id)
         processed.update({state.day: state for state in record.day_states})
@@ -166,11 +171,6 @@ def run(spark: SparkSession, config: JobConfig, first_day: date, last_day: date)
         for day in sorted(_stale_days(spark, config, following, inputs.fingerprints)):
             log.info("day %s continues from days this run changed: processing it again", day)
             pending.add(day)
-    if config.experiments is not None and processed:
-        if assignments is None:  # read off the events: each run stored those of its days
-            stored = read_table(spark, config.output.table_path(Table.ASSIGNMENTS))
-            assignments = spark.createDataFrame([], ASSIGNMENTS_SCHEMA) if stored is None else stored
-        _write_experiments(spark, config, assignments, max(processed))
     return run_ids
 
 
@@ -193,19 +193,25 @@ def _usable_assignments(spark: SparkSession, config: JobConfig) -> DataFrame | N
     return checked.drop("reject_reason")
 
 
-def _write_experiments(spark: SparkSession, config: JobConfig, assignments: DataFrame, last_day: date) -> None:
+def _write_experiments(
+    spark: SparkSession, config: JobConfig, assignments: DataFrame | None, last_day: date
+) -> int:
     """Recompute the experiments table whole, windows up to `last_day` (the latest processed day), from the stored
-    sessions and the assignments."""
+    sessions and the assignments: the checked assignments input, or None for those stored from the events. The
+    rows written."""
     timezone, settings = config.reporting.timezone, config.experiments.settings
+    if assignments is None:
+        stored = read_table(spark, config.output.table_path(Table.ASSIGNMENTS))
+        assignments = spark.createDataFrame([], ASSIGNMENTS_SCHEMA) if stored is None else stored
     users = read_table(spark, config.output.table_path(Table.USERS))
     resolved = (
         resolved_assignments(assignments, timezone, last_day).transform(with_user_type, users, timezone).persist()
     )  # few rows, read twice
     try:
-        # Only the sessions that can end at or after the first assignment: the table's partitions from that day on.
-        longest_us = config.sessionization.max_session_duration // timedelta(microseconds=1)
-        earliest_start = F.timestamp_micros(F.unix_micros(F.min("assigned_at")) - F.lit(longest_us))
-        first_day = resolved.agg(local_date(earliest_start, timezone).alias("day")).first()["day"]
+        # Only the partitions of sessions that can count: a literal day, which Delta prunes the table's files by.
+        first_day = first_day_to_read(resolved, config.sessionization.max_session_duration, timezone).first()["day"]
+        if first_day is None:
+            return _replace_experiments(spark, config, [])  # no assignments (yet): no rows
         sessions = read_table(spark, config.output.table_path(Table.SESSIONS)).where(
             F.col("session_date") >= F.lit(first_day)
         )
@@ -220,10 +226,14 @@ def _write_experiments(spark: SparkSession, config: JobConfig, assignments: Data
         controls={name: each.control for name, each in settings.items() if each.control is not None},
         splits={name: each.split for name, each in settings.items() if each.split is not None},
     )
+    return _replace_experiments(spark, config, rows)
+
+
+def _replace_experiments(spark: SparkSession, config: JobConfig, rows: list[dict[str, object]]) -> int:
     columns = [field.split(" ")[0] for field in EXPERIMENTS_SCHEMA.split(", ")]
     experiments = spark.createDataFrame([tuple(row[name] for name in columns) for row in rows], EXPERIMENTS_SCHEMA)
     replace_experiments(experiments, config.output.table_path(Table.EXPERIMENTS))
-    log.info("experiments: %d rows, windows up to %s", len(rows), last_day)
+    return len(rows)
 
 
 def _late_days(
@@ -272,12 +282,14 @@ class _Input:
 
 @dataclass(frozen=True)
 class _RunContext:
-    """What every step of one `run` call shares: the days asked, the input found, and the days it left out."""
+    """What every step of one `run` call shares: the days asked, the input found, the days it left out, and the
+    checked assignments input (None without one)."""
 
     requested: tuple[date, date]
     input: _Input
     changed_days_not_processed: tuple[date, ...]
     days_without_input: tuple[date, ...]
+    assignments: DataFrame | None = None
 
 
 def _list_input(spark: SparkSession, config: JobConfig, first_day: date, last_day: date) -> _Input:
@@ -455,6 +467,11 @@ def _step(
         )
         with tagged_commits(spark, record.run_id):
             finished = _process(spark, config, record, context.input, processed, progress)
+            if config.experiments is not None:
+                # Under the lock, as the step's last write: no other run changes the tables it is computed from.
+                with _Stages(record)("write experiments") as counts:
+                    last_processed = max(processed | {state.day for state in finished.day_states})
+                    counts["rows"] = _write_experiments(spark, config, context.assignments, last_processed)
     except BaseException as error:
         # Whatever stopped the run, its row must not stay running: later runs would take it for a live one.
         message = str(error) if isinstance(error, ConflictError) else f"{type(error).__name__}: {error}"[:2000]
@@ -717,7 +734,7 @@ def _process(
         counts["rows"] = rows_quarantined
     if _tags(config):
         with stage("write assignments read off the events") as counts:
-            counts |= _write_assignments(spark, config, inputs, first_day, last_day)
+            counts |= _write_assignments(spark, config, inputs, first_day, last_day, processed_before)
 
     run_days = set(days_between(first_day, last_day))
     periods = periods_of(run_days | extended_days | first_seen_days)
@@ -775,7 +792,7 @@ def _process(
 
 
 def _write_assignments(
-    spark: SparkSession, config: JobConfig, inputs: _Input, first_day: date, last_day: date
+    spark: SparkSession, config: JobConfig, inputs: _Input, first_day: date, last_day: date, processed_before: set[date]
 ) -> dict[str, int]:
     """Replace the assignments of input partitions [first_day, last_day], read off their valid events (bots' are
     quarantined, so they assign nothing); the rows written and the events tagged with only one of the two columns.
@@ -783,6 +800,12 @@ def _write_assignments(
     A pass of its own over the run's partitions, reading only the columns it needs: the sessionizing query stays as
     it is without experiments."""
     tags = _tags(config)
+    path = config.output.table_path(Table.ASSIGNMENTS)
+    earlier = sorted(day for day in processed_before if day < first_day)
+    if earlier and not table_exists(spark, path):
+        log.warning("experiments: days %s..%s were processed before variants were read off the events, so their "
+                    "assignments are not stored; run them again (--from %s --to %s) if an experiment ran then",
+                    earlier[0], earlier[-1], earlier[0], earlier[-1])
     tagging = Observation("tagging")
     valid = valid_events(
         _events(spark, config, inputs, first_day, last_day, tags)
@@ -791,9 +814,7 @@ def _write_assignments(
         .transform(with_bot_user_days, config.validation.bot_max_events_per_day,
                    config.sessionization.non_interactive_events)
     ).observe(tagging, F.count_if(is_half_tagged(*tags)).alias("half_tagged"))
-    written = replace_assignments(
-        assignments_from_events(valid, *tags), config.output.table_path(Table.ASSIGNMENTS), first_day, last_day
-    )
+    written = replace_assignments(assignments_from_events(valid, *tags), path, first_day, last_day)
     half_tagged = tagging.get["half_tagged"]
     if half_tagged:
         log.warning("%d valid events of partitions %s..%s have only one of experiments.%s: they assign nothing",
@@ -910,6 +931,38 @@ def summary(spark: SparkSession, config: JobConfig, first_day: date, last_day: d
         lines.append(f"experiments: {', '.join(names) if names else 'none assigned yet'}"
                      + ("; `sessionlake experiments --experiment ID` shows one" if names else ""))
     return "\n".join(lines)
+
+
+def experiment_report(
+    spark: SparkSession, output: OutputSpec, experiment_id: str, window_end: date | None, segment: str | None
+) -> str:
+    """The `experiments` command's text: the experiment's window ending `window_end` (None: the latest), for all
+    users or, with `segment`, a table per value of that breakdown. InputError naming what there is for an
+    unknown experiment, window or breakdown, or without an experiments table."""
+    path = output.table_path(Table.EXPERIMENTS)
+    table = read_table(spark, path)
+    if table is None:
+        raise InputError(f"no experiments table at {path!r}: configure experiments and run the job first")
+    rows = table.where(F.col("experiment_id") == experiment_id).collect()  # its variants x days x breakdowns
+    if not rows:
+        known = sorted(row["experiment_id"] for row in table.select("experiment_id").distinct().collect())
+        raise InputError(f"unknown experiment {experiment_id!r} in {path!r}; the experiments there: "
+                         f"{', '.join(known) if known else 'none yet'}")
+    window = [row.asDict() for row in rows if (row["window_end"] == window_end if window_end else row["is_latest"])]
+    if not window:
+        ends = sorted({row["window_end"] for row in rows})
+        raise InputError(f"experiment {experiment_id!r} has no window ending {window_end}: its windows end "
+                         f"{ends[0]} to {ends[-1]}")
+    dimension = segment or ALL
+    values = sorted({row["dimension_value"] for row in window if row["dimension"] == dimension})
+    if not values:
+        known = sorted({row["dimension"] for row in window} - {ALL})
+        raise InputError(f"experiment {experiment_id!r} has no breakdown by {segment!r}; its breakdowns: "
+                         f"{', '.join(known)}")
+    return "\n\n".join(
+        experiment_table([row for row in window if row["dimension"] == dimension and row["dimension_value"] == value])
+        for value in values
+    )
 
 
 def _accounting_lines(records: list[RunRecord]) -> list[str]:

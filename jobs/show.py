@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
+
+from jobs.metrics import ALL
 
 # Below this sample-ratio p-value the table warns that the assignment looks broken (a common threshold: with many
 # experiments watched daily, 0.05 would cry wolf).
@@ -18,11 +20,12 @@ def experiment_table(rows: Sequence[Mapping[str, Any]]) -> str:
     its interval and p-value. The control comes first, then the variants by name."""
     ordered = sorted(rows, key=lambda row: (not row["is_control"], row["variant"]))
     first = ordered[0]
-    segment = "" if first["dimension"] == "all" else f", {first['dimension']} {first['dimension_value']}"
+    segment = "" if first["dimension"] == ALL else f", {first['dimension']} {first['dimension_value']}"
     lines = [
         f"{first['experiment_id']}{segment}: {first['window_start']} to {first['window_end']}"
         f"{' (the experiment to date)' if first['is_latest'] else ''}, control: {first['control_variant']}",
-        f"users excluded (seen in two variants): {first['excluded_users']:,}; sample ratio mismatch: "
+        f"users excluded from the experiment (seen in two variants): {first['excluded_users']:,}; "
+        f"sample ratio mismatch: "
         f"{_p_value(first['srm_p_value'])} (users per variant against the expected split)",
     ]
     srm = first["srm_p_value"]
@@ -60,6 +63,6 @@ def _p_value(value: float | None) -> str:
     return "<0.001" if value < 0.001 else f"{value:.3f}"
 
 
-def _interval(row: Mapping[str, Any], column: str, shown) -> str:
+def _interval(row: Mapping[str, Any], column: str, shown: Callable[[float | None], str]) -> str:
     low, high = row[f"{column}_ci_low"], row[f"{column}_ci_high"]
     return "n/a" if low is None or high is None else f"[{shown(low)}, {shown(high)}]"

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import math
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 from pyspark.sql import Row
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
+from jobs.cli import main
 from jobs.config import AssignmentsSpec
 from jobs.experiments import (
     ASSIGNMENTS_SCHEMA,
     assignments_from_events,
     excluded_users,
+    first_day_to_read,
     is_half_tagged,
     resolved_assignments,
     variant_moments,
@@ -23,7 +25,6 @@ from jobs.experiments import (
 from jobs.read import InputError, read_assignments
 from jobs.validate import checked_assignments
 from tests.helpers import utc
-from jobs.cli import main
 from tests.test_pipeline import run, table, write_events
 
 SESSIONS = "user_id string, session_start timestamp, session_end timestamp, session_date date, actions long"
@@ -78,13 +79,15 @@ def test_assignments_read_off_events_start_at_each_users_first_tagged_event_of_e
          ("u1", utc("2026-11-02T11:00"), MON, "exp", "A"),
          ("u1", utc("2026-11-03T08:00"), TUE, "exp", "A"),  # another partition: its own row, replaced with it
          ("u2", utc("2026-11-02T12:00"), MON, "exp", None),  # an experiment without a variant assigns nothing
-         ("u2", utc("2026-11-02T13:00"), MON, "exp", " ")],  # ... nor with a blank one
+         ("u2", utc("2026-11-02T13:00"), MON, "exp", " "),  # ... nor with a blank one
+         ("u3", utc("2026-11-02T14:00"), MON, " exp", "B ")],  # values are trimmed
         "user_id string, event_ts timestamp, event_date date, experiment string, variant string",
     )
     assertDataFrameEqual(
         assignments_from_events(events, experiment_column="experiment", variant_column="variant"),
         [Row(user_id="u1", experiment_id="exp", variant="A", assigned_at=utc("2026-11-02T10:00"), event_date=MON),
-         Row(user_id="u1", experiment_id="exp", variant="A", assigned_at=utc("2026-11-03T08:00"), event_date=TUE)],
+         Row(user_id="u1", experiment_id="exp", variant="A", assigned_at=utc("2026-11-03T08:00"), event_date=TUE),
+         Row(user_id="u3", experiment_id="exp", variant="B", assigned_at=utc("2026-11-02T14:00"), event_date=MON)],
     )
     assert events.where(is_half_tagged("experiment", "variant")).count() == 2
 
@@ -168,6 +171,19 @@ def test_moments_are_broken_down_by_each_segment_value_besides_all_users(spark):
         [Row(variant=v, dimension=d, dimension_value=dv, users=n, sessions=s, actions=a, sessions_squared=s2,
              actions_squared=a2, actions_times_sessions=a_s) for v, d, dv, n, s, a, s2, a2, a_s in expected],
     )
+
+
+def test_sessions_are_read_from_the_day_of_the_first_assignment_less_the_longest_session(spark):
+    # The first assignment is Monday 00:05 in Berlin (Sunday 23:05 UTC). A session that counts ends at 00:05 or
+    # later: with sessions of up to 24 hours, it began on Sunday at the earliest; up to 1 hour, Sunday 23:05; up to
+    # 4 minutes, Monday 00:01.
+    resolved = resolved_assignments(assignments(spark, [("u1", "exp", "A", "2026-11-01T23:05"),
+                                                        ("u2", "exp", "B", "2026-11-03T10:00")]), "Europe/Berlin", WED)
+    for cap, day in ((timedelta(hours=24), date(2026, 11, 1)), (timedelta(hours=1), date(2026, 11, 1)),
+                     (timedelta(minutes=4), MON)):
+        assert first_day_to_read(resolved, cap, "Europe/Berlin").first()["day"] == day
+    none = resolved_assignments(assignments(spark, []), "UTC", WED)
+    assert first_day_to_read(none, timedelta(hours=24), "UTC").first()["day"] is None
 
 
 def test_the_session_in_which_a_user_is_assigned_counts_whole_and_one_ended_before_does_not(spark):
@@ -441,28 +457,45 @@ def test_an_experiment_column_missing_from_the_input_is_an_error_naming_the_key(
 def test_the_experiments_command_prints_a_window_and_names_the_known_experiments_for_an_unknown_one(
     spark, job, capsys
 ):
-    root, config = with_tagged_events(spark, job, TAGGED_MON_TUE)
+    # Besides TAGGED_MON_TUE's users, u6: seen on Monday, assigned to B on Tuesday, so a returning user.
+    u6 = [("u6", "e20", "view", "2026-11-02T15:00:00", "web", "US", None, None),
+          ("u6", "e21", "view", "2026-11-03T15:00:00", "web", "US", "exp", "B")]
+    root, config = with_tagged_events(spark, job, TAGGED_MON_TUE + u6)
     assert run(config, "--from", "2026-11-02", "--to", "2026-11-03") == 0
     assert "experiments: exp; `sessionlake experiments --experiment ID` shows one" in capsys.readouterr().out
 
-    assert main(["experiments", "--config", str(config), "--experiment", "exp"]) == 0
-    latest = capsys.readouterr().out.splitlines()
-    assert main(["experiments", "--config", str(config), "--experiment", "exp", "--date", "2026-11-02"]) == 0
-    monday = capsys.readouterr().out.splitlines()
-    assert main(["experiments", "--output", str(root / "out"), "--experiment", "checkout"]) == 1  # no config
-    unknown = capsys.readouterr().err
-    assert main(["experiments", "--config", str(config), "--experiment", "exp", "--by", "user_type"]) == 0
-    by_user_type = capsys.readouterr().out
+    def printed(*flags: str, where=("--config", str(config))) -> tuple[int, list[str], str]:
+        code = main(["experiments", *where, "--experiment", *flags])
+        out, err = capsys.readouterr()
+        return code, out.splitlines(), err
 
-    # The counts of test_variants_read_off_event_columns_give_the_same_table_as_the_assignments_they_carry.
-    assert latest[0] == "exp: 2026-11-02 to 2026-11-03 (the experiment to date), control: A"
-    assert latest[4:6] == ["A                 3             4             5",
-                           "B                 2             2             4"]
-    assert monday[0] == "exp: 2026-11-02 to 2026-11-02, control: A"
-    assert monday[4:6] == ["A                 2             3             4",
-                           "B                 1             1             2"]
-    assert f"unknown experiment 'checkout' in '{root / 'out' / 'experiments'}'; the experiments there: exp" in unknown
-    # Every user's first session was on or after their assignment day: all are new.
-    assert by_user_type.splitlines()[0] == "exp, user_type new: 2026-11-02 to 2026-11-03 (the experiment to date), " \
-                                           "control: A"
-    assert "returning" not in by_user_type
+    latest, monday = printed("exp"), printed("exp", "--date", "2026-11-02")
+    by_user_type = printed("exp", "--by", "user_type")
+    unknown = printed("checkout", where=("--output", str(root / "out")))  # the tables' folder, without a config
+    no_window, no_breakdown = printed("exp", "--date", "2026-11-05"), printed("exp", "--by", "platform")
+
+    # The counts of test_variants_read_off_event_columns_give_the_same_table_as_the_assignments_they_carry, with
+    # u6 in B from Tuesday (1 session, 1 action).
+    assert latest[0] == 0 and monday[0] == 0 and by_user_type[0] == 0
+    assert latest[1][0] == "exp: 2026-11-02 to 2026-11-03 (the experiment to date), control: A"
+    assert latest[1][4:6] == ["A                 3             4             5",
+                              "B                 3             3             5"]
+    assert monday[1][0] == "exp: 2026-11-02 to 2026-11-02, control: A"
+    assert monday[1][4:6] == ["A                 2             3             4",
+                              "B                 1             1             2"]
+    # A table for new users, then one for returning users: u6 alone.
+    titles = [line for line in by_user_type[1] if line.startswith("exp, user_type")]
+    assert titles == ["exp, user_type new: 2026-11-02 to 2026-11-03 (the experiment to date), control: A",
+                      "exp, user_type returning: 2026-11-02 to 2026-11-03 (the experiment to date), control: A"]
+    returning = by_user_type[1][by_user_type[1].index(titles[1]):]
+    assert returning[4:6] == ["A                 0             0             0",
+                              "B                 1             1             1"]
+    assert unknown[0] == 1 and (
+        f"unknown experiment 'checkout' in '{root / 'out' / 'experiments'}'; the experiments there: exp" in unknown[2]
+    )
+    assert no_window[0] == 1 and (
+        "experiment 'exp' has no window ending 2026-11-05: its windows end 2026-11-02 to 2026-11-03" in no_window[2]
+    )
+    assert no_breakdown[0] == 1 and "experiment 'exp' has no breakdown by 'platform'; its breakdowns: user_type" in (
+        no_breakdown[2]
+    )

@@ -250,8 +250,8 @@ def test_a_variant_with_users_but_no_configured_share_is_an_error_naming_it():
 def test_each_segment_values_variants_are_compared_on_their_own_with_the_experiments_control():
     new, returning = ("user_type", "new"), ("user_type", "returning")
     rows = experiment_rows(
-        [row("A", MON, CONTROL), row("B", MON, TREATMENT), row("A", MON, CONTROL, new), row("B", MON, TEN_USERS, new),
-         row("A", MON, TEN_USERS, returning)],
+        [row("A", MON, CONTROL), row("B", MON, TREATMENT), row("A", MON, TEN_USERS, new),
+         row("B", MON, moments([1, 2, 3], [3, 6, 9]), new), row("A", MON, TEN_USERS, returning)],
         excluded={}, controls={}, splits={},
     )
 
@@ -259,9 +259,10 @@ def test_each_segment_values_variants_are_compared_on_their_own_with_the_experim
     assert sorted(by_key) == [("all", "all", "A"), ("all", "all", "B"), ("user_type", "new", "A"),
                               ("user_type", "new", "B"), ("user_type", "returning", "A"),
                               ("user_type", "returning", "B")]
-    # The hand-worked lift of +40% holds for all users; new users' B (APS 2) against the same control (5/3): +20%.
+    # The hand-worked lift of +40% holds for all users; new users' B (APS 18 / 6 = 3) against new users' A (APS
+    # 40 / 20 = 2): +50%.
     assert by_key[("all", "all", "B")]["aps_lift"] == pytest.approx(0.4)
-    assert by_key[("user_type", "new", "B")]["aps_lift"] == pytest.approx(2 / (5 / 3) - 1)
+    assert by_key[("user_type", "new", "B")]["aps_lift"] == pytest.approx(0.5)
     # No returning user in B: zeros, no estimate, and the worst sample ratio for that segment (10 against 0).
     assert by_key[("user_type", "returning", "B")]["users"] == 0
     assert by_key[("user_type", "returning", "B")]["aps"] is None

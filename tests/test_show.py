@@ -12,7 +12,7 @@ def variant(name, is_control, users, sessions, actions, spu, aps, srm=0.5):
         "is_latest": True, "control_variant": "old", "is_control": is_control, "excluded_users": 3,
         "users": users, "sessions": sessions, "actions": actions, "srm_p_value": srm,
     }
-    for metric, value, lift, p in (("spu", spu, spu / 2.0 - 1, 0.0004), ("aps", aps, aps / 5.0 - 1, 0.2125)):
+    for metric, value, lift, p in (("spu", spu, spu / 2.0 - 1, 0.0004), ("aps", aps, aps / 5.0 - 1, 0.2126)):
         row |= {metric: value, f"{metric}_ci_low": value - 0.1, f"{metric}_ci_high": value + 0.1}
         row |= {f"{metric}_lift": None, f"{metric}_lift_ci_low": None, f"{metric}_lift_ci_high": None,
                 f"{metric}_p_value": None} if is_control else {
@@ -26,8 +26,8 @@ def test_the_control_comes_first_then_each_variant_with_its_lift_interval_and_p_
 
     assert experiment_table(rows) == "\n".join([
         "tips: 2026-11-02 to 2026-11-08 (the experiment to date), control: old",
-        "users excluded (seen in two variants): 3; sample ratio mismatch: 0.500 (users per variant against the "
-        "expected split)",
+        "users excluded from the experiment (seen in two variants): 3; sample ratio mismatch: 0.500 (users per "
+        "variant against the expected split)",
         "",
         "variant       users      sessions       actions",
         "old             990         1,980         9,900",
@@ -41,7 +41,7 @@ def test_the_control_comes_first_then_each_variant_with_its_lift_interval_and_p_
         "APS, actions per session",
         "variant     value  95% CI                 lift  95% CI of lift            p",
         "old         5.000  [4.900, 5.100]",
-        "new         5.500  [5.400, 5.600]       +10.0%  [+5.0%, +15.0%]       0.212",
+        "new         5.500  [5.400, 5.600]       +10.0%  [+5.0%, +15.0%]       0.213",
     ])
 
 
