@@ -62,6 +62,14 @@ def _build_parser() -> argparse.ArgumentParser:
     experiments.add_argument("--by", metavar="SEGMENT",
                              help="a table per value of this breakdown (user_type: new or returning users)")
 
+    report = commands.add_parser("report", parents=[common],
+                                 help="write an HTML page of the KPIs, without Spark (issue 11, in progress)")
+    report.add_argument("--config", type=Path, help="the job's YAML config, for where its tables are")
+    report.add_argument("--output", help="the tables' folder: in place of the config's output, or without a config")
+    report.add_argument("--out", type=Path, default=Path("report.html"), help="the page to write (default %(default)s)")
+    report.add_argument("--from", dest="first_day", type=_iso_date, help="periods starting on or after this day")
+    report.add_argument("--to", dest="last_day", type=_iso_date, help="periods starting on or before this day")
+
     sample = commands.add_parser("sample", parents=[common], help="generate sample events and sessionize them")
     sample.add_argument("--config", type=Path, default=SAMPLE_CONFIG, help="config for the rules (default %(default)s)")
     sample.add_argument("--events", default="data/sample/events", help="where to write the events, replacing them")
@@ -108,9 +116,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         # Errors in the days are the run command's: its usage line is the one that helps.
         commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
         args.first_day, args.last_day = _day_range(commands.choices["run"], args)
-    if args.command == "experiments" and args.config is None and args.output is None:
+    if args.command in ("experiments", "report") and args.config is None and args.output is None:
         commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        commands.choices["experiments"].error("give --config (the job's config) or --output (the tables' folder)")
+        commands.choices[args.command].error("give --config (the job's config) or --output (the tables' folder)")
     return args
 
 
@@ -125,6 +133,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.config, input_path=args.input, input_format=args.input_format, output_path=args.output
             )
             _run(config, first_day, last_day, args.verbose)
+        elif args.command == "report":
+            output = (load_config(args.config, output_path=args.output).output if args.config is not None
+                      else OutputSpec(path=args.output))
+            _report(output, args.out, args.first_day, args.last_day)
         elif args.command == "experiments":
             output = (load_config(args.config, output_path=args.output).output if args.config is not None
                       else OutputSpec(path=args.output))
@@ -181,6 +193,26 @@ def _experiment(
 
     spark = get_spark(spark_log_level="INFO" if verbose else None)
     return pipeline.experiment_report(spark, output, experiment_id, window_end, segment)
+
+
+def _report(output: OutputSpec, out: Path, first_day: date | None, last_day: date | None) -> None:
+    # No Spark here: delta-rs reads the tables, so the report runs where only the report extra is installed.
+    try:
+        import vl_convert
+
+        from jobs.report import build_report
+        from jobs.report_read import ReportInputError, read_report_tables
+    except ImportError as error:
+        raise ConfigError(f"sessionlake report needs the report extra ({error.name} is missing): "
+                          "pip install 'sessionlake[report]'") from None
+
+    try:
+        tables = read_report_tables(output, first_day, last_day)
+    except ReportInputError as error:
+        raise InputError(str(error)) from None
+    page = build_report(tables, f"sessionlake: {output.location}", date.today(), vl_convert.javascript_bundle())
+    out.write_text(page, encoding="utf-8")
+    log.info("report: %s (%d bytes)", out, len(page.encode("utf-8")))
 
 
 def _sample(config: JobConfig, users: int, first_day: date, days: int, verbose: bool) -> None:

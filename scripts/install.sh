@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create .venv (Python 3.11+) and install sessionlake in editable mode with its pinned Spark and Delta (the spark extra),
-# plus the test tools. Safe to rerun: pip only installs what is missing.
+# plus the test tools and the report's packages. Safe to rerun: pip only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,5 +19,5 @@ command -v java >/dev/null 2>&1 || { echo "install.sh: Java 17 is needed for Spa
 
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[spark,test]"
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[spark,test,report]"
 echo "install.sh: .venv ready ($(.venv/bin/python --version), pyspark $(.venv/bin/python -c 'import pyspark; print(pyspark.__version__)'))"

@@ -1,0 +1,186 @@
+"""The tables' rows -> one self-contained HTML page for product managers (pure: no Spark, no files).
+
+Charts are Vega-Lite specs built with Altair and drawn in the browser by vega-embed, whose JavaScript is inlined
+once (vl-convert's bundle), so the page opens from disk with no network. Issue 11; README "The report".
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import dataclass
+from datetime import date
+
+import altair as alt
+import pandas as pd
+
+# As in jobs.metrics, which imports pyspark: the report runs where only the report extra is installed.
+ALL = "all"
+PERIODS = ("day", "week", "month")
+_COLOR = "#4c78a8"
+_TILE_METRICS = (("aps", "APS", "actions per session"), ("spu", "SPU", "sessions per user"),
+                 ("sessions", "Sessions", None), ("users", "Users", None))
+
+
+@dataclass(frozen=True)
+class ReportTables:
+    """The rows the page is built from; None for a table that does not exist (its section says so)."""
+
+    kpis: pd.DataFrame | None
+
+
+@dataclass(frozen=True)
+class Tile:
+    """A headline number: a metric of the latest complete period of a kind, and its change on the period before."""
+
+    period: str
+    period_start: date
+    label: str
+    value: float
+    change: float | None  # relative: 0.05 is +5%; None without a previous period (or with a zero one)
+
+
+def headline_tiles(kpis: pd.DataFrame) -> list[Tile]:
+    """For each period kind, the latest complete period of dimension `all`: APS, SPU, sessions and users, each with
+    its relative change on the period just before (complete too). Kinds without a complete period have no tiles."""
+    overall = kpis[(kpis["dimension"] == ALL) & kpis["is_complete"]]
+    tiles = []
+    for period in PERIODS:
+        rows = overall[overall["period"] == period].sort_values("period_start")
+        if rows.empty:
+            continue
+        latest = rows.iloc[-1]
+        previous = rows.iloc[-2] if len(rows) > 1 and _follows(period, rows.iloc[-2]["period_start"],
+                                                                 latest["period_start"]) else None
+        for column, label, _ in _TILE_METRICS:
+            before = None if previous is None else previous[column]
+            change = None if before is None or before == 0 else latest[column] / before - 1
+            tiles.append(Tile(period, latest["period_start"], label, float(latest[column]), change))
+    return tiles
+
+
+def _follows(period: str, earlier: date, later: date) -> bool:
+    # The period before, not just an earlier one: a gap (days never run) has no change to show.
+    if period == "day":
+        return (later - earlier).days == 1
+    if period == "week":
+        return (later - earlier).days == 7
+    return (later.year * 12 + later.month) - (earlier.year * 12 + earlier.month) == 1
+
+
+def trend_chart(kpis: pd.DataFrame, period: str, metric: str, title: str) -> alt.Chart:
+    """`metric` (aps or spu) of dimension `all` by period start: a line through the periods, complete ones drawn
+    as filled points and incomplete ones as hollow points labelled `incomplete`, so a half-finished week is not
+    read as a drop."""
+    rows = kpis[(kpis["dimension"] == ALL) & (kpis["period"] == period)].sort_values("period_start")
+    data = pd.DataFrame({
+        "period_start": pd.to_datetime(rows["period_start"]).dt.strftime("%Y-%m-%d"),
+        "value": rows[metric].astype(float),
+        "status": rows["is_complete"].map({True: "complete", False: "incomplete"}),
+    })
+    base = alt.Chart(data).encode(
+        # Ordinal: one tick per period, labelled by its first day (a time axis would tick at noons and weekdays).
+        x=alt.X("period_start:O", title=f"{period} starting", axis=alt.Axis(labelAngle=-45)),
+        y=alt.Y("value:Q", title=title, scale=alt.Scale(zero=False)),
+        tooltip=[alt.Tooltip("period_start:O", title=period), alt.Tooltip("value:Q", title=metric.upper(),
+                                                                           format=".2f"), "status:N"],
+    )
+    points = base.mark_point(size=70, filled=True, stroke=_COLOR).encode(
+        fill=alt.Fill("status:N", title=None,
+                      scale=alt.Scale(domain=["complete", "incomplete"], range=[_COLOR, "white"])),
+    )
+    return (base.mark_line(color=_COLOR) + points).properties(width="container", height=220, title=f"{title}, by {period}")
+
+
+def build_report(tables: ReportTables, title: str, generated_on: date, vega_bundle: str) -> str:
+    """The page: headline tiles, then APS and SPU trends by day, week and month; a section whose table is missing
+    is a one-line note. `vega_bundle` is the JavaScript that defines vegaEmbed (vl_convert.javascript_bundle())."""
+    sections, charts = [], []
+    if tables.kpis is None or tables.kpis.empty:
+        sections.append(_note("KPIs", "no kpis table yet: run the job first"))
+    else:
+        sections.append(_tiles_section(headline_tiles(tables.kpis)))
+        for metric, name in (("aps", "APS, actions per session"), ("spu", "SPU, sessions per user")):
+            for period in PERIODS:
+                charts.append((f"trend-{metric}-{period}", trend_chart(tables.kpis, period, metric, name)))
+        sections.append(
+            "<section><h2>Trends</h2><p class=\"hint\">Hollow points are periods not yet complete.</p>"
+            + "".join(f'<div class="chart" id="{chart_id}"></div>' for chart_id, _ in charts)
+            + "</section>"
+        )
+    embeds = "".join(
+        f"vegaEmbed({json.dumps('#' + chart_id)}, {chart.to_json(indent=None)}, {{actions: false}})"
+        ".catch(console.error);\n"
+        for chart_id, chart in charts
+    )
+    return _PAGE.format(
+        title=html.escape(title), generated=generated_on.isoformat(), body="\n".join(sections),
+        bundle=vega_bundle.replace("</script", "<\\/script"), embeds=embeds,
+    )
+
+
+def _tiles_section(tiles: list[Tile]) -> str:
+    if not tiles:
+        return _note("Headline", "no complete day yet")
+    rows = []
+    for period in PERIODS:
+        of_period = [tile for tile in tiles if tile.period == period]
+        if not of_period:
+            continue
+        cells = "".join(
+            f'<div class="tile"><div class="label">{html.escape(tile.label)}</div>'
+            f'<div class="value">{format_number(tile.label, tile.value)}</div>'
+            f'<div class="change {_direction(tile.change)}">{format_change(tile.change)}</div></div>'
+            for tile in of_period
+        )
+        rows.append(f'<h3>{period.capitalize()} of {of_period[0].period_start.isoformat()}</h3>'
+                    f'<div class="tiles">{cells}</div>')
+    return "<section><h2>Latest complete periods</h2>" + "".join(rows) + "</section>"
+
+
+def format_number(label: str, value: float) -> str:
+    """Ratios with two decimals, counts whole with thousands separators."""
+    return f"{value:,.2f}" if label in ("APS", "SPU") else f"{value:,.0f}"
+
+
+def format_change(change: float | None) -> str:
+    """A relative change for people: '+5.0% on the period before', or a dash without one."""
+    return "no previous period" if change is None else f"{change:+.1%} on the period before"
+
+
+def _direction(change: float | None) -> str:
+    if change is None or change == 0:
+        return "flat"
+    return "up" if change > 0 else "down"
+
+
+def _note(section: str, text: str) -> str:
+    return f'<section><h2>{html.escape(section)}</h2><p class="note">{html.escape(text)}</p></section>'
+
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 0 auto; max-width: 1100px; padding: 1rem; color: #222; }}
+h1 {{ font-size: 1.5rem; }} h2 {{ font-size: 1.2rem; border-bottom: 1px solid #ddd; }} h3 {{ font-size: 1rem; }}
+.tiles {{ display: flex; flex-wrap: wrap; gap: 0.75rem; }}
+.tile {{ flex: 1 1 10rem; border: 1px solid #ddd; border-radius: 6px; padding: 0.6rem 0.8rem; }}
+.tile .label {{ color: #555; font-size: 0.85rem; }} .tile .value {{ font-size: 1.6rem; font-weight: 600; }}
+.change {{ font-size: 0.85rem; }} .up {{ color: #17803d; }} .down {{ color: #b42318; }} .flat {{ color: #555; }}
+.chart {{ width: 100%; margin: 1rem 0; }} .note, .hint {{ color: #555; }}
+</style>
+</head>
+<body>
+<h1>{title}</h1>
+<p class="hint">Generated {generated} from the sessionlake tables.</p>
+{body}
+<script>{bundle}</script>
+<script>
+{embeds}</script>
+</body>
+</html>
+"""

@@ -1,0 +1,110 @@
+"""The HTML report (issue 11, in progress): headline tiles, trend charts, and a page built from the job's tables."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import date
+
+import pandas as pd
+import pytest
+
+from jobs.cli import main
+from jobs.report import ReportTables, Tile, build_report, format_change, headline_tiles, trend_chart
+from tests.test_pipeline import MONDAY, run, write_events
+
+KPI_COLUMNS = ["period", "period_start", "dimension", "dimension_value", "sessions", "users", "actions", "aps", "spu",
+               "is_complete"]
+
+
+def kpis(rows) -> pd.DataFrame:
+    """(period, start, sessions, users, actions, is_complete) rows of dimension `all`, with aps and spu."""
+    return pd.DataFrame(
+        [(period, start, "all", "all", sessions, users, actions, actions / sessions, sessions / users, complete)
+         for period, start, sessions, users, actions, complete in rows],
+        columns=KPI_COLUMNS,
+    )
+
+
+NOV = [
+    ("day", date(2026, 11, 1), 10, 5, 16, True),   # APS 1.6, SPU 2.0
+    ("day", date(2026, 11, 2), 12, 4, 24, True),   # APS 2.0, SPU 3.0
+    ("week", date(2026, 10, 26), 10, 5, 16, True),
+    ("week", date(2026, 11, 2), 12, 4, 24, False),  # not complete: not a headline
+    ("month", date(2026, 11, 1), 22, 7, 40, False),
+]
+
+
+def test_headline_tiles_show_the_latest_complete_period_of_each_kind_and_its_change_on_the_one_before():
+    tiles = headline_tiles(kpis(NOV))
+
+    # Day 2 against day 1: APS 2.0 / 1.6 = +25%, SPU 3.0 / 2.0 = +50%, sessions 12 / 10 = +20%, users 4 / 5 = -20%.
+    # The only complete week has no week before it; no month is complete.
+    assert tiles == [
+        Tile("day", date(2026, 11, 2), "APS", 2.0, pytest.approx(0.25)),
+        Tile("day", date(2026, 11, 2), "SPU", 3.0, pytest.approx(0.5)),
+        Tile("day", date(2026, 11, 2), "Sessions", 12.0, pytest.approx(0.2)),
+        Tile("day", date(2026, 11, 2), "Users", 4.0, pytest.approx(-0.2)),
+        Tile("week", date(2026, 10, 26), "APS", 1.6, None),
+        Tile("week", date(2026, 10, 26), "SPU", 2.0, None),
+        Tile("week", date(2026, 10, 26), "Sessions", 10.0, None),
+        Tile("week", date(2026, 10, 26), "Users", 5.0, None),
+    ]
+
+
+def test_a_change_is_only_against_the_period_just_before():
+    tiles = headline_tiles(kpis([("day", date(2026, 11, 1), 10, 5, 16, True), ("day", date(2026, 11, 3), 12, 4, 24, True)]))
+
+    assert {tile.period_start for tile in tiles} == {date(2026, 11, 3)}
+    assert all(tile.change is None for tile in tiles)  # 2 November was never run: no change to show
+
+
+def test_incomplete_periods_are_marked_in_the_trend_data():
+    spec = trend_chart(kpis(NOV), "week", "aps", "APS").to_dict()
+
+    values = next(iter(spec["datasets"].values()))
+    assert values == [{"period_start": "2026-10-26", "value": 1.6, "status": "complete"},
+                      {"period_start": "2026-11-02", "value": 2.0, "status": "incomplete"}]
+
+
+def test_the_page_shows_the_tiles_for_people_and_inlines_every_script():
+    page = build_report(ReportTables(kpis=kpis(NOV)), "sessionlake: test", date(2026, 11, 3), "/* vega bundle */")
+
+    assert '<div class="value">2.00</div><div class="change up">+25.0% on the period before</div>' in page
+    assert '<div class="value">4</div><div class="change down">-20.0% on the period before</div>' in page
+    assert page.count('<div class="chart" id="trend-') == 6  # APS and SPU by day, week and month
+    assert page.count("vegaEmbed(") == 6
+    assert "/* vega bundle */" in page
+    assert not re.search(r"<(script|link)[^>]*(src|href)=", page)  # nothing fetched: opens from disk offline
+
+
+def test_a_missing_kpis_table_is_a_note_not_an_error():
+    page = build_report(ReportTables(kpis=None), "sessionlake: test", date(2026, 11, 3), "")
+
+    assert "no kpis table yet: run the job first" in page
+    assert "vegaEmbed(" not in page
+
+
+def test_changes_are_written_for_people():
+    assert (format_change(0.0512), format_change(-0.2), format_change(None)) == (
+        "+5.1% on the period before", "-20.0% on the period before", "no previous period"
+    )
+
+
+def test_a_report_of_the_jobs_tables_shows_their_numbers(spark, job, tmp_path):
+    root, config = job
+    write_events(spark, root / "events", MONDAY)
+    assert run(config, "--date", "2026-11-02") == 0
+    day = spark.read.format("delta").load(str(root / "out" / "kpis")).where(
+        "period = 'day' AND dimension = 'all'").first()
+
+    assert main(["report", "--config", str(config), "--out", str(tmp_path / "report.html")]) == 0
+
+    page = (tmp_path / "report.html").read_text()
+    assert "<h3>Day of 2026-11-02</h3>" in page
+    for label, value in (("APS", f"{day['aps']:,.2f}"), ("SPU", f"{day['spu']:,.2f}"),
+                         ("Sessions", f"{day['sessions']:,}"), ("Users", f"{day['users']:,}")):
+        assert f'<div class="label">{label}</div><div class="value">{value}</div>' in page
+    assert "vegaEmbed" in page and len(page) > 500_000  # the real vega bundle is inlined
+    specs = re.findall(r'vegaEmbed\("#trend-aps-day", (\{.*?\}), \{actions: false\}\)', page)
+    assert json.loads(specs[0])["datasets"]
