@@ -17,7 +17,6 @@ import pandas as pd
 # As in jobs.metrics, which imports pyspark: the report runs where only the report extra is installed.
 ALL = "all"
 PERIODS = ("day", "week", "month")
-_COLOR = "#4c78a8"
 _TILE_METRICS = (("aps", "APS", "actions per session"), ("spu", "SPU", "sessions per user"),
                  ("sessions", "Sessions", None), ("users", "Users", None))
 
@@ -68,28 +67,38 @@ def _follows(period: str, earlier: date, later: date) -> bool:
     return (later.year * 12 + later.month) - (earlier.year * 12 + earlier.month) == 1
 
 
-def trend_chart(kpis: pd.DataFrame, period: str, metric: str, title: str) -> alt.Chart:
-    """`metric` (aps or spu) of dimension `all` by period start: a line through the periods, complete ones drawn
-    as filled points and incomplete ones as hollow points labelled `incomplete`, so a half-finished week is not
-    read as a drop."""
-    rows = kpis[(kpis["dimension"] == ALL) & (kpis["period"] == period)].sort_values("period_start")
+def trend_chart(kpis: pd.DataFrame, period: str, metric: str, title: str) -> alt.LayerChart:
+    """`metric` (aps or spu) by period start, a line per value of the breakdown the reader picks from a list under
+    the chart (`all` first, then the kpis' other dimensions: platform, country, user_type, ...). Complete periods
+    are filled points and incomplete ones hollow, so a half-finished week is not read as a drop."""
+    rows = kpis[kpis["period"] == period].sort_values(["dimension", "dimension_value", "period_start"])
     data = pd.DataFrame({
         "period_start": pd.to_datetime(rows["period_start"]).dt.strftime("%Y-%m-%d"),
+        "dimension": rows["dimension"],
+        "dimension_value": rows["dimension_value"],
         "value": rows[metric].astype(float),
         "status": rows["is_complete"].map({True: "complete", False: "incomplete"}),
     })
-    base = alt.Chart(data).encode(
+    dimensions = [ALL, *sorted(set(data["dimension"]) - {ALL})]
+    breakdown = alt.param(name="breakdown", value=ALL, bind=alt.binding_select(options=dimensions, name="Breakdown "))
+    value_color = alt.Color("dimension_value:N", title=None)
+    base = alt.Chart(data).transform_filter(alt.datum.dimension == breakdown).encode(
         # Ordinal: one tick per period, labelled by its first day (a time axis would tick at noons and weekdays).
         x=alt.X("period_start:O", title=f"{period} starting", axis=alt.Axis(labelAngle=-45)),
         y=alt.Y("value:Q", title=title, scale=alt.Scale(zero=False)),
-        tooltip=[alt.Tooltip("period_start:O", title=period), alt.Tooltip("value:Q", title=metric.upper(),
-                                                                           format=".2f"), "status:N"],
+        color=value_color,
+        tooltip=[alt.Tooltip("period_start:O", title=period), alt.Tooltip("dimension_value:N", title="segment"),
+                 alt.Tooltip("value:Q", title=metric.upper(), format=".2f"), alt.Tooltip("status:N")],
     )
-    points = base.mark_point(size=70, filled=True, stroke=_COLOR).encode(
-        fill=alt.Fill("status:N", title=None,
-                      scale=alt.Scale(domain=["complete", "incomplete"], range=[_COLOR, "white"])),
+    # Outlined in the value's colour, filled with it when complete: one legend, the line's.
+    points = base.mark_point(size=70, filled=True, strokeWidth=1.5).encode(
+        stroke=alt.Stroke("dimension_value:N", legend=None),
+        fill=alt.condition(alt.datum.status == "complete", alt.Fill("dimension_value:N", legend=None),
+                           alt.value("white")),
     )
-    return (base.mark_line(color=_COLOR) + points).properties(width="container", height=220, title=f"{title}, by {period}")
+    return alt.layer(base.mark_line(), points).add_params(breakdown).properties(
+        width="container", height=240, title=f"{title}, by {period}"
+    )
 
 
 def build_report(tables: ReportTables, title: str, generated_on: date, vega_bundle: str) -> str:

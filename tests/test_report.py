@@ -63,8 +63,25 @@ def test_incomplete_periods_are_marked_in_the_trend_data():
     spec = trend_chart(kpis(NOV), "week", "aps", "APS").to_dict()
 
     values = next(iter(spec["datasets"].values()))
-    assert values == [{"period_start": "2026-10-26", "value": 1.6, "status": "complete"},
-                      {"period_start": "2026-11-02", "value": 2.0, "status": "incomplete"}]
+    assert values == [
+        {"period_start": "2026-10-26", "dimension": "all", "dimension_value": "all", "value": 1.6, "status": "complete"},
+        {"period_start": "2026-11-02", "dimension": "all", "dimension_value": "all", "value": 2.0,
+         "status": "incomplete"},
+    ]
+
+
+def test_the_reader_picks_the_breakdown_from_the_kpis_dimensions_all_users_first():
+    rows = kpis(NOV)
+    by_platform = rows.assign(dimension="platform", dimension_value="ios")
+    by_type = rows.assign(dimension="user_type", dimension_value="new")
+    spec = trend_chart(pd.concat([by_type, rows, by_platform]), "day", "spu", "SPU").to_dict()
+
+    (picker,) = spec["params"]
+    assert (picker["value"], picker["bind"]["options"]) == ("all", ["all", "platform", "user_type"])
+    # Each layer shows the rows of the picked dimension only, a line per value.
+    for layer in spec["layer"]:
+        assert {"filter": "(datum.dimension === breakdown)"} in layer["transform"]
+    assert len(next(iter(spec["datasets"].values()))) == 3 * 2  # the days of all three dimensions
 
 
 def test_the_page_shows_the_tiles_for_people_and_inlines_every_script():
