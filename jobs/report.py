@@ -26,6 +26,7 @@ class ReportTables:
     """The rows the page is built from; None for a table that does not exist (its section says so)."""
 
     kpis: pd.DataFrame | None
+    experiments: pd.DataFrame | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,12 @@ def build_report(tables: ReportTables, title: str, generated_on: date, vega_bund
             + "".join(f'<div class="chart" id="{chart_id}"></div>' for chart_id, _ in charts)
             + "</section>"
         )
+    if tables.experiments is None:
+        sections.append(_note("Experiments", "no experiments table: experiments are not configured"))
+    else:
+        section, experiment_charts = _experiments_section(tables.experiments)
+        sections.append(section)
+        charts.extend(experiment_charts)
     embeds = "".join(
         f"vegaEmbed({json.dumps('#' + chart_id)}, {chart.to_json(indent=None)}, {{actions: false}})"
         ".catch(console.error);\n"
@@ -126,6 +133,79 @@ def build_report(tables: ReportTables, title: str, generated_on: date, vega_bund
         title=html.escape(title), generated=generated_on.isoformat(), body="\n".join(sections),
         bundle=vega_bundle.replace("</script", "<\\/script"), embeds=embeds,
     )
+
+
+# Below this sample-ratio p-value the page warns that the assignment looks broken (as `sessionlake experiments`).
+SRM_ALARM = 0.001
+
+
+def interval_chart(variants: pd.DataFrame, metric: str, title: str) -> alt.LayerChart:
+    """`metric` (aps or spu) of each variant (rows of one experiment window) as a point with its 95% confidence
+    interval as an error bar; variants without an estimate are left out."""
+    rows = variants[variants[metric].notna()].sort_values("variant")
+    data = pd.DataFrame({
+        "variant": rows["variant"],
+        "value": rows[metric].astype(float),
+        "low": rows[f"{metric}_ci_low"].astype(float),
+        "high": rows[f"{metric}_ci_high"].astype(float),
+    })
+    base = alt.Chart(data).encode(y=alt.Y("variant:N", title=None))
+    bars = base.mark_errorbar(ticks=True).encode(
+        x=alt.X("low:Q", title=f"{title} (95% interval)", scale=alt.Scale(zero=False)), x2="high:Q"
+    )
+    points = base.mark_point(filled=True, size=80).encode(
+        x="value:Q", tooltip=[alt.Tooltip("value:Q", format=".3f"), alt.Tooltip("low:Q", format=".3f"),
+                              alt.Tooltip("high:Q", format=".3f")],
+    )
+    return alt.layer(bars, points).properties(width="container", height=40 + 30 * len(data), title=title)
+
+
+def _experiments_section(experiments: pd.DataFrame) -> tuple[str, list[tuple[str, alt.TopLevelMixin]]]:
+    """Each experiment to date (all users): a table of its variants with the lifts over control, a warning when the
+    sample ratio is off, and SPU and APS with their intervals as error bars."""
+    latest = experiments[experiments["is_latest"] & (experiments["dimension"] == ALL)]
+    if latest.empty:
+        return _note("Experiments", "no experiment has assigned users yet"), []
+    parts, charts = ["<section><h2>Experiments</h2>"], []
+    for number, (experiment_id, variants) in enumerate(sorted(latest.groupby("experiment_id"), key=lambda g: g[0])):
+        variants = variants.sort_values(["is_control", "variant"], ascending=[False, True])
+        first = variants.iloc[0]
+        parts.append(f"<h3>{html.escape(str(experiment_id))}: {first['window_start']} to {first['window_end']}, "
+                     f"control {html.escape(str(first['control_variant']))}</h3>")
+        srm = first["srm_p_value"]
+        if srm is not None and not pd.isna(srm) and srm < SRM_ALARM:
+            parts.append(f'<p class="warning">Users per variant are far from the expected split (sample ratio '
+                         f'p = {srm:.2g}): the assignment looks broken, so the lifts cannot be trusted.</p>')
+        parts.append(_variant_table(variants))
+        for metric, name in (("spu", "SPU, sessions per user"), ("aps", "APS, actions per session")):
+            chart_id = f"experiment-{number}-{metric}"
+            charts.append((chart_id, interval_chart(variants, metric, name)))
+            parts.append(f'<div class="chart" id="{chart_id}"></div>')
+    parts.append("</section>")
+    return "".join(parts), charts
+
+
+def _variant_table(variants: pd.DataFrame) -> str:
+    head = ("<tr><th>variant</th><th>users</th><th>sessions</th><th>SPU</th><th>SPU lift</th><th>p</th>"
+            "<th>APS</th><th>APS lift</th><th>p</th></tr>")
+    rows = []
+    for _, row in variants.iterrows():
+        cells = [html.escape(str(row["variant"])), f"{row['users']:,}", f"{row['sessions']:,}"]
+        for metric in ("spu", "aps"):
+            cells.append(_maybe(row[metric], "{:.2f}"))
+            if row["is_control"]:
+                cells += ["control", ""]
+            else:
+                lift = _maybe(row[f"{metric}_lift"], "{:+.1%}")
+                interval = (f" [{_maybe(row[f'{metric}_lift_ci_low'], '{:+.1%}')}, "
+                            f"{_maybe(row[f'{metric}_lift_ci_high'], '{:+.1%}')}]")
+                cells += [lift + (interval if lift != "n/a" else ""), _maybe(row[f"{metric}_p_value"], "{:.3f}")]
+        rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
+    return f'<div class="scroll"><table>{head}{"".join(rows)}</table></div>'
+
+
+def _maybe(value: object, pattern: str) -> str:
+    return "n/a" if value is None or pd.isna(value) else pattern.format(value)
 
 
 def _tiles_section(tiles: list[Tile]) -> str:
@@ -180,7 +260,9 @@ h1 {{ font-size: 1.5rem; }} h2 {{ font-size: 1.2rem; border-bottom: 1px solid #d
 .tile {{ flex: 1 1 10rem; border: 1px solid #ddd; border-radius: 6px; padding: 0.6rem 0.8rem; }}
 .tile .label {{ color: #555; font-size: 0.85rem; }} .tile .value {{ font-size: 1.6rem; font-weight: 600; }}
 .change {{ font-size: 0.85rem; }} .up {{ color: #17803d; }} .down {{ color: #b42318; }} .flat {{ color: #555; }}
-.chart {{ width: 100%; margin: 1rem 0; }} .note, .hint {{ color: #555; }}
+.chart {{ width: 100%; margin: 1rem 0; }} .note, .hint {{ color: #555; }} .warning {{ color: #b42318; }}
+.scroll {{ overflow-x: auto; }} table {{ border-collapse: collapse; font-size: 0.9rem; }}
+th, td {{ padding: 0.25rem 0.6rem; text-align: right; border-bottom: 1px solid #eee; white-space: nowrap; }}
 </style>
 </head>
 <body>

@@ -26,7 +26,7 @@ def read_report_tables(output: OutputSpec, first_day: date | None = None, last_d
         kpis = kpis[kpis["period_start"] >= first_day]
     if kpis is not None and last_day is not None:
         kpis = kpis[kpis["period_start"] <= last_day]
-    return ReportTables(kpis=kpis)
+    return ReportTables(kpis=kpis, experiments=_read(output.table_path(Table.EXPERIMENTS)))
 
 
 def _read(path: str):

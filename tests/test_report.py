@@ -10,7 +10,15 @@ import pandas as pd
 import pytest
 
 from jobs.cli import main
-from jobs.report import ReportTables, Tile, build_report, format_change, headline_tiles, trend_chart
+from jobs.report import (
+    ReportTables,
+    Tile,
+    build_report,
+    format_change,
+    headline_tiles,
+    interval_chart,
+    trend_chart,
+)
 from tests.test_pipeline import MONDAY, run, write_events
 
 KPI_COLUMNS = ["period", "period_start", "dimension", "dimension_value", "sessions", "users", "actions", "aps", "spu",
@@ -119,9 +127,71 @@ def test_a_report_of_the_jobs_tables_shows_their_numbers(spark, job, tmp_path):
 
     page = (tmp_path / "report.html").read_text()
     assert "<h3>Day of 2026-11-02</h3>" in page
+    assert "no experiments table: experiments are not configured" in page
     for label, value in (("APS", f"{day['aps']:,.2f}"), ("SPU", f"{day['spu']:,.2f}"),
                          ("Sessions", f"{day['sessions']:,}"), ("Users", f"{day['users']:,}")):
         assert f'<div class="label">{label}</div><div class="value">{value}</div>' in page
     assert "vegaEmbed" in page and len(page) > 500_000  # the real vega bundle is inlined
     specs = re.findall(r'vegaEmbed\("#trend-aps-day", (\{.*?\}), \{actions: false\}\)', page)
     assert json.loads(specs[0])["datasets"]
+
+
+def variant(name, is_control, users, spu, aps, lift=None, srm=0.5):
+    """A latest, all-users row of the experiments table: intervals ±0.1, the lift's ±0.05, its p 0.04."""
+    row = {"experiment_id": "tips", "dimension": "all", "dimension_value": "all", "variant": name,
+           "window_start": date(2026, 11, 2), "window_end": date(2026, 11, 8), "is_latest": True,
+           "control_variant": "old", "is_control": is_control, "users": users, "sessions": int(users * spu),
+           "srm_p_value": srm}
+    for metric, value in (("spu", spu), ("aps", aps)):
+        row |= {metric: value, f"{metric}_ci_low": value - 0.1, f"{metric}_ci_high": value + 0.1,
+                f"{metric}_lift": lift, f"{metric}_lift_ci_low": None if lift is None else lift - 0.05,
+                f"{metric}_lift_ci_high": None if lift is None else lift + 0.05,
+                f"{metric}_p_value": None if lift is None else 0.04}
+    return row
+
+
+def experiments(*rows) -> pd.DataFrame:
+    return pd.DataFrame(list(rows))
+
+
+def test_each_experiment_shows_its_variants_lifts_and_intervals():
+    page = build_report(
+        ReportTables(kpis=None, experiments=experiments(variant("new", False, 1_010, 2.2, 5.5, lift=0.1),
+                                                        variant("old", True, 990, 2.0, 5.0))),
+        "t", date(2026, 11, 9), "",
+    )
+
+    assert "<h3>tips: 2026-11-02 to 2026-11-08, control old</h3>" in page
+    # The control first; the other variant with its lift, the lift's interval and p-value, for SPU then APS.
+    assert ("<tr><td>old</td><td>990</td><td>1,980</td><td>2.00</td><td>control</td><td></td><td>5.00</td>"
+            "<td>control</td><td></td></tr>") in page
+    assert ("<tr><td>new</td><td>1,010</td><td>2,222</td><td>2.20</td><td>+10.0% [+5.0%, +15.0%]</td><td>0.040</td>"
+            "<td>5.50</td><td>+10.0% [+5.0%, +15.0%]</td><td>0.040</td></tr>") in page
+    assert page.count('id="experiment-0-') == 2 and "sample ratio" not in page
+
+
+def test_a_sample_ratio_mismatch_is_a_warning_on_the_experiment():
+    page = build_report(
+        ReportTables(kpis=None, experiments=experiments(variant("new", False, 1_200, 2.2, 5.5, 0.1, srm=0.0002),
+                                                        variant("old", True, 990, 2.0, 5.0, srm=0.0002))),
+        "t", date(2026, 11, 9), "",
+    )
+
+    assert "Users per variant are far from the expected split (sample ratio p = 0.0002)" in page
+
+
+def test_the_interval_chart_draws_each_variants_estimate_and_interval():
+    spec = interval_chart(experiments(variant("old", True, 990, 2.0, 5.0), variant("new", False, 1_010, 2.2, 5.5)),
+                          "aps", "APS").to_dict()
+
+    assert next(iter(spec["datasets"].values())) == [
+        {"variant": "new", "value": 5.5, "low": 5.4, "high": 5.6},
+        {"variant": "old", "value": 5.0, "low": 4.9, "high": 5.1},
+    ]
+    assert [layer["mark"]["type"] for layer in spec["layer"]] == ["errorbar", "point"]
+
+
+def test_a_missing_experiments_table_is_a_note():
+    page = build_report(ReportTables(kpis=None, experiments=None), "t", date(2026, 11, 9), "")
+
+    assert "no experiments table: experiments are not configured" in page
