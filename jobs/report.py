@@ -27,6 +27,8 @@ class ReportTables:
 
     kpis: pd.DataFrame | None
     experiments: pd.DataFrame | None = None
+    action_kpis: pd.DataFrame | None = None
+    runs: pd.DataFrame | None = None
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,9 @@ def _follows(period: str, earlier: date, later: date) -> bool:
     return (later.year * 12 + later.month) - (earlier.year * 12 + earlier.month) == 1
 
 
-def trend_chart(kpis: pd.DataFrame, period: str, metric: str, title: str) -> alt.LayerChart:
+def trend_chart(
+    kpis: pd.DataFrame, period: str, metric: str, title: str, value_format: str = ".2f"
+) -> alt.LayerChart:
     """`metric` (aps or spu) by period start, a line per value of the breakdown the reader picks from a list under
     the chart (`all` first, then the kpis' other dimensions: platform, country, user_type, ...). Complete periods
     are filled points and incomplete ones hollow, so a half-finished week is not read as a drop."""
@@ -86,10 +90,10 @@ def trend_chart(kpis: pd.DataFrame, period: str, metric: str, title: str) -> alt
     base = alt.Chart(data).transform_filter(alt.datum.dimension == breakdown).encode(
         # Ordinal: one tick per period, labelled by its first day (a time axis would tick at noons and weekdays).
         x=alt.X("period_start:O", title=f"{period} starting", axis=alt.Axis(labelAngle=-45)),
-        y=alt.Y("value:Q", title=title, scale=alt.Scale(zero=False)),
+        y=alt.Y("value:Q", title=title, scale=alt.Scale(zero=False), axis=alt.Axis(format=value_format)),
         color=value_color,
         tooltip=[alt.Tooltip("period_start:O", title=period), alt.Tooltip("dimension_value:N", title="segment"),
-                 alt.Tooltip("value:Q", title=metric.upper(), format=".2f"), alt.Tooltip("status:N")],
+                 alt.Tooltip("value:Q", title=metric, format=value_format), alt.Tooltip("status:N")],
     )
     # Outlined in the value's colour, filled with it when complete: one legend, the line's.
     points = base.mark_point(size=70, filled=True, strokeWidth=1.5).encode(
@@ -118,6 +122,21 @@ def build_report(tables: ReportTables, title: str, generated_on: date, vega_bund
             + "".join(f'<div class="chart" id="{chart_id}"></div>' for chart_id, _ in charts)
             + "</section>"
         )
+    if tables.kpis is not None and not tables.kpis.empty:
+        engagement = [(f"engagement-{metric}", trend_chart(tables.kpis, "day", metric, name, value_format))
+                      for metric, name, value_format in _ENGAGEMENT if metric in tables.kpis.columns]
+        charts.extend(engagement)
+        sections.append("<section><h2>Engagement, by day</h2>"
+                        + "".join(f'<div class="chart" id="{chart_id}"></div>' for chart_id, _ in engagement)
+                        + "</section>")
+    if tables.action_kpis is None or tables.action_kpis.empty:
+        sections.append(_note("Action mix", "no action_kpis table yet"))
+    else:
+        charts.append(("action-mix", action_mix_chart(tables.action_kpis)))
+        sections.append('<section><h2>Action mix</h2><p class="hint">Each action\'s share of all actions, by '
+                        'day (names past metrics.max_action_names are folded into (other)).</p>'
+                        '<div class="chart" id="action-mix"></div></section>')
+    sections.append(_note("Data quality", "no runs table yet") if tables.runs is None else _runs_section(tables.runs))
     if tables.experiments is None:
         sections.append(_note("Experiments", "no experiments table: experiments are not configured"))
     else:
@@ -133,6 +152,54 @@ def build_report(tables: ReportTables, title: str, generated_on: date, vega_bund
         title=html.escape(title), generated=generated_on.isoformat(), body="\n".join(sections),
         bundle=vega_bundle.replace("</script", "<\\/script"), embeds=embeds,
     )
+
+
+# The engagement trends: column, title, number format (d3-format).
+_ENGAGEMENT = (
+    ("median_duration_seconds", "median session duration, s", ",.0f"),
+    ("p90_duration_seconds", "90th percentile of session duration, s", ",.0f"),
+    ("bounce_rate", "bounce rate", ".1%"),
+    ("engagement_rate", "engagement rate", ".1%"),
+    ("conversion_rate", "conversion rate", ".1%"),
+)
+# How many runs the data-quality table lists, newest first.
+LATEST_RUNS = 10
+
+
+def action_mix_chart(action_kpis: pd.DataFrame) -> alt.Chart:
+    """Each event name's share of all actions by day (dimension all): a line per name, the most common first in
+    the legend."""
+    rows = action_kpis[(action_kpis["period"] == "day") & (action_kpis["dimension"] == ALL)].sort_values(
+        ["event_name", "period_start"])
+    data = pd.DataFrame({
+        "period_start": pd.to_datetime(rows["period_start"]).dt.strftime("%Y-%m-%d"),
+        "event_name": rows["event_name"],
+        "share": rows["share_of_actions"].astype(float),
+    })
+    return alt.Chart(data).mark_line(point=True).encode(
+        x=alt.X("period_start:O", title="day", axis=alt.Axis(labelAngle=-45)),
+        y=alt.Y("share:Q", title="share of actions", axis=alt.Axis(format=".0%")),
+        color=alt.Color("event_name:N", title=None, sort=alt.EncodingSortField("share", op="mean", order="descending")),
+        tooltip=["period_start:O", "event_name:N", alt.Tooltip("share:Q", format=".1%")],
+    ).properties(width="container", height=260, title="Action mix, by day")
+
+
+def _runs_section(runs: pd.DataFrame) -> str:
+    """The latest runs, newest first: days, status, and where their rows went."""
+    latest = runs.sort_values("started_at", ascending=False).head(LATEST_RUNS)
+    head = ("<tr><th>started (UTC)</th><th>days</th><th>status</th><th>rows read</th><th>deduplicated</th>"
+            "<th>quarantined</th><th>by reason</th></tr>")
+    rows = []
+    for _, run in latest.iterrows():
+        reasons = ", ".join(f"{html.escape(str(reason))} {count:,}" for reason, count in (run["quarantine_reasons"] or []))
+        cells = [
+            pd.Timestamp(run["started_at"]).strftime("%Y-%m-%d %H:%M"), f"{run['first_day']} to {run['last_day']}",
+            html.escape(str(run["status"])), _maybe(run["rows_read"], "{:,}"), _maybe(run["rows_deduplicated"], "{:,}"),
+            _maybe(run["rows_quarantined"], "{:,}"), reasons or "none",
+        ]
+        rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
+    return (f"<section><h2>Data quality</h2><p class=\"hint\">The latest {LATEST_RUNS} runs, newest first.</p>"
+            f'<div class="scroll"><table>{head}{"".join(rows)}</table></div></section>')
 
 
 # Below this sample-ratio p-value the page warns that the assignment looks broken (as `sessionlake experiments`).
@@ -263,6 +330,7 @@ h1 {{ font-size: 1.5rem; }} h2 {{ font-size: 1.2rem; border-bottom: 1px solid #d
 .chart {{ width: 100%; margin: 1rem 0; }} .note, .hint {{ color: #555; }} .warning {{ color: #b42318; }}
 .scroll {{ overflow-x: auto; }} table {{ border-collapse: collapse; font-size: 0.9rem; }}
 th, td {{ padding: 0.25rem 0.6rem; text-align: right; border-bottom: 1px solid #eee; white-space: nowrap; }}
+td:last-child {{ white-space: normal; text-align: left; }}
 </style>
 </head>
 <body>

@@ -26,7 +26,17 @@ def read_report_tables(output: OutputSpec, first_day: date | None = None, last_d
         kpis = kpis[kpis["period_start"] >= first_day]
     if kpis is not None and last_day is not None:
         kpis = kpis[kpis["period_start"] <= last_day]
-    return ReportTables(kpis=kpis, experiments=_read(output.table_path(Table.EXPERIMENTS)))
+    action_kpis = _read(output.table_path(Table.ACTION_KPIS))
+    if action_kpis is not None and first_day is not None:
+        action_kpis = action_kpis[action_kpis["period_start"] >= first_day]
+    if action_kpis is not None and last_day is not None:
+        action_kpis = action_kpis[action_kpis["period_start"] <= last_day]
+    return ReportTables(
+        kpis=kpis,
+        experiments=_read(output.table_path(Table.EXPERIMENTS)),
+        action_kpis=action_kpis,
+        runs=_read(output.table_path(Table.RUNS)),
+    )
 
 
 def _read(path: str):

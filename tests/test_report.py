@@ -12,6 +12,7 @@ import pytest
 from jobs.cli import main
 from jobs.report import (
     ReportTables,
+    action_mix_chart,
     Tile,
     build_report,
     format_change,
@@ -23,15 +24,18 @@ from tests.test_pipeline import MONDAY, run, write_events
 
 KPI_COLUMNS = ["period", "period_start", "dimension", "dimension_value", "sessions", "users", "actions", "aps", "spu",
                "is_complete"]
+ENGAGEMENT = {"median_duration_seconds": 60.0, "p90_duration_seconds": 600.0, "bounce_rate": 0.1,
+              "engagement_rate": 0.8, "conversion_rate": 0.05}
 
 
 def kpis(rows) -> pd.DataFrame:
-    """(period, start, sessions, users, actions, is_complete) rows of dimension `all`, with aps and spu."""
+    """(period, start, sessions, users, actions, is_complete) rows of dimension `all`, with aps and spu (and the
+    same engagement figures everywhere)."""
     return pd.DataFrame(
         [(period, start, "all", "all", sessions, users, actions, actions / sessions, sessions / users, complete)
          for period, start, sessions, users, actions, complete in rows],
         columns=KPI_COLUMNS,
-    )
+    ).assign(**ENGAGEMENT)
 
 
 NOV = [
@@ -98,7 +102,8 @@ def test_the_page_shows_the_tiles_for_people_and_inlines_every_script():
     assert '<div class="value">2.00</div><div class="change up">+25.0% on the period before</div>' in page
     assert '<div class="value">4</div><div class="change down">-20.0% on the period before</div>' in page
     assert page.count('<div class="chart" id="trend-') == 6  # APS and SPU by day, week and month
-    assert page.count("vegaEmbed(") == 6
+    assert page.count('<div class="chart" id="engagement-') == 5  # duration median and p90, three rates
+    assert page.count("vegaEmbed(") == 11
     assert "/* vega bundle */" in page
     assert not re.search(r"<(script|link)[^>]*(src|href)=", page)  # nothing fetched: opens from disk offline
 
@@ -195,3 +200,37 @@ def test_a_missing_experiments_table_is_a_note():
     page = build_report(ReportTables(kpis=None, experiments=None), "t", date(2026, 11, 9), "")
 
     assert "no experiments table: experiments are not configured" in page
+
+
+def test_the_action_mix_is_each_names_share_of_the_days_actions():
+    rows = pd.DataFrame(
+        [("day", date(2026, 11, 1), "all", "all", "view", 0.75, True), ("day", date(2026, 11, 1), "all", "all", "buy",
+                                                                        0.25, True),
+         ("day", date(2026, 11, 1), "platform", "ios", "view", 1.0, True)],  # a breakdown: not in this chart
+        columns=["period", "period_start", "dimension", "dimension_value", "event_name", "share_of_actions",
+                 "is_complete"],
+    )
+
+    assert next(iter(action_mix_chart(rows).to_dict()["datasets"].values())) == [
+        {"period_start": "2026-11-01", "event_name": "buy", "share": 0.25},
+        {"period_start": "2026-11-01", "event_name": "view", "share": 0.75},
+    ]
+
+
+def test_data_quality_lists_the_latest_runs_with_where_their_rows_went():
+    runs = pd.DataFrame([
+        {"started_at": pd.Timestamp("2026-11-03 02:00", tz="UTC"), "first_day": date(2026, 11, 2),
+         "last_day": date(2026, 11, 2), "status": "succeeded", "rows_read": 12_345, "rows_deduplicated": 12,
+         "rows_quarantined": 3, "quarantine_reasons": [("missing_user_id", 2), ("bad_event_ts", 1)]},
+        {"started_at": pd.Timestamp("2026-11-02 02:00", tz="UTC"), "first_day": date(2026, 11, 1),
+         "last_day": date(2026, 11, 1), "status": "failed", "rows_read": 0, "rows_deduplicated": 0,
+         "rows_quarantined": 0, "quarantine_reasons": []},
+    ])
+
+    page = build_report(ReportTables(kpis=None, runs=runs), "t", date(2026, 11, 9), "")
+
+    newest, older = (page.index("2026-11-03 02:00"), page.index("2026-11-02 02:00"))
+    assert newest < older
+    assert ("<td>2026-11-02 to 2026-11-02</td><td>succeeded</td><td>12,345</td><td>12</td><td>3</td>"
+            "<td>missing_user_id 2, bad_event_ts 1</td>") in page
+    assert "<td>failed</td><td>0</td><td>0</td><td>0</td><td>none</td>" in page
