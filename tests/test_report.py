@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import date
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -20,7 +21,12 @@ from jobs.report import (
     interval_chart,
     trend_chart,
 )
-from tests.test_pipeline import MONDAY, run, write_events
+from tests.test_experiments import TAGGED_MON_TUE, with_tagged_events
+from tests.test_pipeline import run
+
+CHROMIUM = "/usr/bin/chromium"
+# Vega's items of data: the points, the lines and the error bars (not axes, grid lines or legends).
+DATA_MARKS = "g.mark-symbol.role-mark > path, g.mark-line.role-mark > path, g.mark-rule.role-mark > line"
 
 KPI_COLUMNS = ["period", "period_start", "dimension", "dimension_value", "sessions", "users", "actions", "aps", "spu",
                "is_complete"]
@@ -121,24 +127,67 @@ def test_changes_are_written_for_people():
     )
 
 
-def test_a_report_of_the_jobs_tables_shows_their_numbers(spark, job, tmp_path):
-    root, config = job
-    write_events(spark, root / "events", MONDAY)
-    assert run(config, "--date", "2026-11-02") == 0
-    day = spark.read.format("delta").load(str(root / "out" / "kpis")).where(
-        "period = 'day' AND dimension = 'all'").first()
+@pytest.fixture(scope="module")
+def job_report(spark, tmp_path_factory) -> Path:
+    """The job's tables for Monday and Tuesday, with an experiment read off the events, and the report of them:
+    the tables' folder, with report.html beside it."""
+    root = tmp_path_factory.mktemp("report")
+    config = root / "job.yaml"
+    config.write_text(f"input: {{path: {root / 'events'}}}\noutput: {{path: {root / 'out'}}}\n"
+                      "reporting: {segments: [platform, country]}\n")
+    with_tagged_events(spark, (root, config), TAGGED_MON_TUE)
+    assert run(config, "--from", "2026-11-02", "--to", "2026-11-03") == 0
+    assert main(["report", "--config", str(config), "--out", str(root / "report.html")]) == 0
+    return root
 
-    assert main(["report", "--config", str(config), "--out", str(tmp_path / "report.html")]) == 0
 
-    page = (tmp_path / "report.html").read_text()
-    assert "<h3>Day of 2026-11-02</h3>" in page
-    assert "no experiments table: experiments are not configured" in page
-    for label, value in (("APS", f"{day['aps']:,.2f}"), ("SPU", f"{day['spu']:,.2f}"),
-                         ("Sessions", f"{day['sessions']:,}"), ("Users", f"{day['users']:,}")):
-        assert f'<div class="label">{label}</div><div class="value">{value}</div>' in page
+def test_a_report_of_the_jobs_tables_shows_their_numbers(spark, job_report):
+    page = (job_report / "report.html").read_text()
+    days = {row["period_start"]: row for row in spark.read.format("delta").load(str(job_report / "out" / "kpis"))
+            .where("period = 'day' AND dimension = 'all'").collect()}
+    tuesday, monday = days[date(2026, 11, 3)], days[date(2026, 11, 2)]
+
+    assert "<h3>Day of 2026-11-03</h3>" in page  # the latest complete day, against Monday
+    for label, column, shown in (("APS", "aps", "{:,.2f}"), ("SPU", "spu", "{:,.2f}"), ("Sessions", "sessions", "{:,}"),
+                                 ("Users", "users", "{:,}")):
+        change = format_change(tuesday[column] / monday[column] - 1)
+        assert f'<div class="label">{label}</div><div class="value">{shown.format(tuesday[column])}</div>' in page
+        assert change in page
+    assert "<h3>exp: 2026-11-02 to 2026-11-03, control A</h3>" in page
     assert "vegaEmbed" in page and len(page) > 500_000  # the real vega bundle is inlined
-    specs = re.findall(r'vegaEmbed\("#trend-aps-day", (\{.*?\}), \{actions: false\}\)', page)
-    assert json.loads(specs[0])["datasets"]
+
+
+def test_the_report_renders_every_chart_in_a_headless_browser_without_errors(job_report):
+    # Debian's chromium, which .ci/run installs when it is absent; playwright drives it (it downloads no browser).
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)"
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 900})
+            errors = []
+            page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto((job_report / "report.html").as_uri())
+            page.wait_for_function("[...document.querySelectorAll('.chart')].every(c => c.querySelector('svg'))",
+                                   timeout=30_000)
+            marks = dict(page.evaluate(f"[...document.querySelectorAll('.chart')].map(c => [c.id, "
+                                       f"c.querySelectorAll({json.dumps(DATA_MARKS)}).length])"))
+            page.screenshot(path=str(job_report / "report.png"), full_page=True)
+            page.set_viewport_size({"width": 390, "height": 844})  # a phone
+            page.screenshot(path=str(job_report / "report-phone.png"))
+            wider = page.evaluate("document.documentElement.scrollWidth > window.innerWidth")
+        finally:
+            browser.close()
+
+    assert errors == []
+    assert len(marks) == 6 + 5 + 1 + 2 and all(count > 0 for count in marks.values()), marks
+    # Two days: two points and their line for all users; two variants: a point and an error bar each.
+    assert marks["trend-aps-day"] == 2 + 1
+    assert marks["experiment-0-aps"] == 2 + 2
+    assert not wider  # nothing wider than a phone's screen but the tables' own scrolling boxes
+    assert (job_report / "report.png").stat().st_size > 10_000
 
 
 def variant(name, is_control, users, spu, aps, lift=None, srm=0.5):
