@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Sequence
@@ -116,6 +116,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         # Errors in the days are the run command's: its usage line is the one that helps.
         commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
         args.first_day, args.last_day = _day_range(commands.choices["run"], args)
+    if args.command == "report" and args.first_day and args.last_day and args.first_day > args.last_day:
+        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        commands.choices["report"].error(f"--from {args.first_day} is after --to {args.last_day}")
     if args.command in ("experiments", "report") and args.config is None and args.output is None:
         commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
         commands.choices[args.command].error("give --config (the job's config) or --output (the tables' folder)")
@@ -210,7 +213,8 @@ def _report(output: OutputSpec, out: Path, first_day: date | None, last_day: dat
         tables = read_report_tables(output, first_day, last_day)
     except ReportInputError as error:
         raise InputError(str(error)) from None
-    page = build_report(tables, f"sessionlake: {output.location}", date.today(), vl_convert.javascript_bundle())
+    today = datetime.now(timezone.utc).date()
+    page = build_report(tables, f"sessionlake: {output.location}", today, vl_convert.javascript_bundle())
     out.write_text(page, encoding="utf-8")
     log.info("report: %s (%d bytes)", out, len(page.encode("utf-8")))
 

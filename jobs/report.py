@@ -56,7 +56,7 @@ def headline_tiles(kpis: pd.DataFrame) -> list[Tile]:
                                                                  latest["period_start"]) else None
         for column, label, _ in _TILE_METRICS:
             before = None if previous is None else previous[column]
-            change = None if before is None or before == 0 else latest[column] / before - 1
+            change = None if _is_missing(before) or before == 0 else latest[column] / before - 1
             tiles.append(Tile(period, latest["period_start"], label, float(latest[column]), change))
     return tiles
 
@@ -110,8 +110,10 @@ def build_report(tables: ReportTables, title: str, generated_on: date, vega_bund
     """The page: headline tiles, then APS and SPU trends by day, week and month; a section whose table is missing
     is a one-line note. `vega_bundle` is the JavaScript that defines vegaEmbed (vl_convert.javascript_bundle())."""
     sections, charts = [], []
-    if tables.kpis is None or tables.kpis.empty:
+    if tables.kpis is None:
         sections.append(_note("KPIs", "no kpis table yet: run the job first"))
+    elif tables.kpis.empty:
+        sections.append(_note("KPIs", "no period starts in the days asked"))
     else:
         sections.append(_tiles_section(headline_tiles(tables.kpis)))
         for metric, name in (("aps", "APS, actions per session"), ("spu", "SPU, sessions per user")):
@@ -143,11 +145,12 @@ def build_report(tables: ReportTables, title: str, generated_on: date, vega_bund
         section, experiment_charts = _experiments_section(tables.experiments)
         sections.append(section)
         charts.extend(experiment_charts)
-    embeds = "".join(
-        f"vegaEmbed({json.dumps('#' + chart_id)}, {chart.to_json(indent=None)}, {{actions: false}})"
-        ".catch(console.error);\n"
-        for chart_id, chart in charts
-    )
+    with alt.data_transformers.disable_max_rows():  # years of daily rows x segment values pass Altair's 5,000
+        embeds = "".join(
+            f"vegaEmbed({_script_json('#' + chart_id)}, {_script_safe(chart.to_json(indent=None))}, "
+            "{actions: false}).catch(console.error);\n"
+            for chart_id, chart in charts
+        )
     return _PAGE.format(
         title=html.escape(title), generated=generated_on.isoformat(), body="\n".join(sections),
         bundle=vega_bundle.replace("</script", "<\\/script"), embeds=embeds,
@@ -191,11 +194,12 @@ def _runs_section(runs: pd.DataFrame) -> str:
             "<th>quarantined</th><th>by reason</th></tr>")
     rows = []
     for _, run in latest.iterrows():
-        reasons = ", ".join(f"{html.escape(str(reason))} {count:,}" for reason, count in (run["quarantine_reasons"] or []))
+        reasons = ", ".join(f"{html.escape(str(reason))} {_count(count)}"
+                            for reason, count in _pairs(run.get("quarantine_reasons")))
         cells = [
             pd.Timestamp(run["started_at"]).strftime("%Y-%m-%d %H:%M"), f"{run['first_day']} to {run['last_day']}",
-            html.escape(str(run["status"])), _maybe(run["rows_read"], "{:,}"), _maybe(run["rows_deduplicated"], "{:,}"),
-            _maybe(run["rows_quarantined"], "{:,}"), reasons or "none",
+            html.escape(str(run["status"])), _count(run.get("rows_read")), _count(run.get("rows_deduplicated")),
+            _count(run.get("rows_quarantined")), reasons or "none",
         ]
         rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
     return (f"<section><h2>Data quality</h2><p class=\"hint\">The latest {LATEST_RUNS} runs, newest first.</p>"
@@ -257,7 +261,7 @@ def _variant_table(variants: pd.DataFrame) -> str:
             "<th>APS</th><th>APS lift</th><th>p</th></tr>")
     rows = []
     for _, row in variants.iterrows():
-        cells = [html.escape(str(row["variant"])), f"{row['users']:,}", f"{row['sessions']:,}"]
+        cells = [html.escape(str(row["variant"])), _count(row["users"]), _count(row["sessions"])]
         for metric in ("spu", "aps"):
             cells.append(_maybe(row[metric], "{:.2f}"))
             if row["is_control"]:
@@ -272,7 +276,31 @@ def _variant_table(variants: pd.DataFrame) -> str:
 
 
 def _maybe(value: object, pattern: str) -> str:
-    return "n/a" if value is None or pd.isna(value) else pattern.format(value)
+    return "n/a" if _is_missing(value) else pattern.format(value)
+
+
+def _count(value: object) -> str:
+    # delta-rs reads a long column with nulls (a run still running) as floats: counts are shown whole.
+    return "n/a" if _is_missing(value) else f"{int(value):,}"
+
+
+def _is_missing(value: object) -> bool:
+    return value is None or (not isinstance(value, (list, tuple, dict)) and bool(pd.isna(value)))
+
+
+def _pairs(value: object) -> list:
+    # A map column (reason -> rows) as delta-rs gives it: a list of pairs, or null in a row without it.
+    return [] if value is None or (isinstance(value, float) and pd.isna(value)) else list(value)
+
+
+def _script_json(value: object) -> str:
+    return _script_safe(json.dumps(value))
+
+
+def _script_safe(text: str) -> str:
+    """JSON placed in a <script>: '<' escaped, so a value from the data (a segment value, an event name) cannot
+    close the script; the two line separators JavaScript reads as line ends, escaped too."""
+    return text.replace("<", "\\u003c").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
 def _tiles_section(tiles: list[Tile]) -> str:
@@ -300,12 +328,13 @@ def format_number(label: str, value: float) -> str:
 
 
 def format_change(change: float | None) -> str:
-    """A relative change for people: '+5.0% on the period before', or a dash without one."""
-    return "no previous period" if change is None else f"{change:+.1%} on the period before"
+    """A relative change for people: '+5.0% on the period before', or 'no previous period' without one (None or
+    NaN, from a null in the table)."""
+    return "no previous period" if _is_missing(change) else f"{change:+.1%} on the period before"
 
 
 def _direction(change: float | None) -> str:
-    if change is None or change == 0:
+    if _is_missing(change) or change == 0:
         return "flat"
     return "up" if change > 0 else "down"
 
@@ -335,7 +364,7 @@ td:last-child {{ white-space: normal; text-align: left; }}
 </head>
 <body>
 <h1>{title}</h1>
-<p class="hint">Generated {generated} from the sessionlake tables.</p>
+<p class="hint">Generated {generated} (UTC) from the sessionlake tables.</p>
 {body}
 <script>{bundle}</script>
 <script>

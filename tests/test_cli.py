@@ -113,3 +113,8 @@ def test_the_command_raises_its_exit_code_for_schedulers_that_call_it_as_a_funct
 def test_the_experiments_command_needs_a_config_or_the_tables_folder(capsys):
     assert exit_code(["experiments", "--experiment", "checkout"]) == 2
     assert "give --config (the job's config) or --output (the tables' folder)" in capsys.readouterr().err
+
+
+def test_a_report_range_that_ends_before_it_starts_is_an_error(capsys):
+    assert exit_code(["report", "--output", "out", "--from", "2026-11-05", "--to", "2026-11-01"]) == 2
+    assert "--from 2026-11-05 is after --to 2026-11-01" in capsys.readouterr().err

@@ -283,3 +283,39 @@ def test_data_quality_lists_the_latest_runs_with_where_their_rows_went():
     assert ("<td>2026-11-02 to 2026-11-02</td><td>succeeded</td><td>12,345</td><td>12</td><td>3</td>"
             "<td>missing_user_id 2, bad_event_ts 1</td>") in page
     assert "<td>failed</td><td>0</td><td>0</td><td>0</td><td>none</td>" in page
+
+
+def test_values_from_the_data_cannot_close_the_pages_script():
+    rows = kpis(NOV).assign(dimension="platform", dimension_value="</script><script>alert(1)//")
+
+    page = build_report(ReportTables(kpis=pd.concat([kpis(NOV), rows])), "t", date(2026, 11, 9), "")
+
+    assert "</script><script>alert(1)" not in page
+    assert "\\u003c/script>\\u003cscript>alert(1)//" in page  # the value, escaped inside the chart's JSON
+
+
+def test_years_of_daily_rows_by_segment_make_a_page():
+    days = pd.date_range("2024-01-01", periods=3 * 365).date
+    rows = pd.concat([kpis([("day", day, 10, 5, 16, True) for day in days]).assign(dimension="country",
+                                                                                      dimension_value=f"c{n}")
+                      for n in range(6)])
+
+    page = build_report(ReportTables(kpis=rows), "t", date(2027, 1, 1), "")  # 6,570 rows: past Altair's 5,000
+
+    assert page.count("vegaEmbed(") == 11
+
+
+def test_counts_are_whole_numbers_even_when_read_as_floats_and_a_period_after_a_null_has_no_change():
+    runs = pd.DataFrame([{"started_at": pd.Timestamp("2026-11-03 02:00", tz="UTC"), "first_day": date(2026, 11, 2),
+                          "last_day": date(2026, 11, 2), "status": "running", "rows_read": float("nan"),
+                          "rows_deduplicated": 1234.0, "rows_quarantined": float("nan"), "quarantine_reasons": None}])
+    page = build_report(ReportTables(kpis=None, runs=runs), "t", date(2026, 11, 9), "")
+
+    assert "<td>running</td><td>n/a</td><td>1,234</td><td>n/a</td><td>none</td>" in page
+    assert format_change(float("nan")) == "no previous period"
+
+
+def test_a_range_without_periods_is_a_note():
+    page = build_report(ReportTables(kpis=kpis(NOV).iloc[0:0]), "t", date(2026, 11, 9), "")
+
+    assert "no period starts in the days asked" in page
