@@ -137,13 +137,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             _run(config, first_day, last_day, args.verbose)
         elif args.command == "report":
-            output = (load_config(args.config, output_path=args.output).output if args.config is not None
-                      else OutputSpec(path=args.output))
-            _report(output, args.out, args.first_day, args.last_day)
+            _report(_tables_location(args), args.out, args.first_day, args.last_day)
         elif args.command == "experiments":
-            output = (load_config(args.config, output_path=args.output).output if args.config is not None
-                      else OutputSpec(path=args.output))
-            print(_experiment(output, args.experiment, args.date, args.by, args.verbose))
+            print(_experiment(_tables_location(args), args.experiment, args.date, args.by, args.verbose))
         else:
             # The config gives the rules; the sample has its own paths, so real input is never overwritten.
             config = load_config(args.config, input_path=args.events, input_format="parquet", output_path=args.output)
@@ -158,6 +154,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sessionlake: error: {error}", file=sys.stderr)
         return 3
     return 0
+
+
+def _tables_location(args: argparse.Namespace) -> OutputSpec:
+    # The commands that only read the tables: the config's output (--output overriding it), or --output alone.
+    if args.config is None:
+        return OutputSpec(path=args.output)
+    return load_config(args.config, output_path=args.output).output
 
 
 def _package() -> str:

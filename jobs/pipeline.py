@@ -590,6 +590,17 @@ def _require_every_day(present: set[date], config: JobConfig, first_day: date, l
         )
 
 
+def _checked(events: DataFrame, config: JobConfig) -> DataFrame:
+    """The events with reject_reason by the config's validation rules: the one chain both passes over a run's
+    events (sessionizing, and assignments read off the events) apply, so they agree on which rows are valid."""
+    return (
+        events
+        .transform(with_reject_reason, config.validation.partition_tolerance)
+        .transform(with_bot_user_days, config.validation.bot_max_events_per_day,
+                   config.sessionization.non_interactive_events)
+    )
+
+
 def _is_owned_by_run(first_day: date, last_day: date):
     # A rejected row belongs to the run of its input partition, so reruns replace it exactly; undated rows
     # belong to every run, and each run replaces them.
@@ -632,11 +643,7 @@ def _process(
     configured_events = (*config.metrics.conversion_events, *non_interactive)
     is_own_valid_row = is_own_row & F.col("reject_reason").isNull()
     reading, dedup = Observation("read"), Observation("dedup")
-    checked = (
-        events
-        .transform(with_reject_reason, config.validation.partition_tolerance)
-        .transform(with_bot_user_days, config.validation.bot_max_events_per_day, rules.non_interactive_events)
-    )
+    checked = _checked(events, config)
     observed = (
         checked
         .observe(
@@ -807,13 +814,10 @@ def _write_assignments(
                     "assignments are not stored; run them again (--from %s --to %s) if an experiment ran then",
                     earlier[0], earlier[-1], earlier[0], earlier[-1])
     tagging = Observation("tagging")
-    valid = valid_events(
-        _events(spark, config, inputs, first_day, last_day, tags)
-        .where(_is_owned_by_run(first_day, last_day))
-        .transform(with_reject_reason, config.validation.partition_tolerance)
-        .transform(with_bot_user_days, config.validation.bot_max_events_per_day,
-                   config.sessionization.non_interactive_events)
-    ).observe(tagging, F.count_if(is_half_tagged(*tags)).alias("half_tagged"))
+    own_events = _events(spark, config, inputs, first_day, last_day, tags).where(
+        _is_owned_by_run(first_day, last_day)
+    )
+    valid = valid_events(_checked(own_events, config)).observe(tagging, F.count_if(is_half_tagged(*tags)).alias("half_tagged"))
     written = replace_assignments(assignments_from_events(valid, *tags), path, first_day, last_day)
     half_tagged = tagging.get["half_tagged"]
     if half_tagged:

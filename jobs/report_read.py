@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import date
 
+import pandas as pd
 from deltalake import DeltaTable
 
 from jobs.config import OutputSpec, Table
@@ -21,25 +22,26 @@ def read_report_tables(output: OutputSpec, first_day: date | None = None, last_d
     if output.path is None:
         raise ReportInputError(f"output.catalog {output.catalog!r}: the report reads the tables' files with delta-rs, "
                                "which does not know Spark's catalog; give --output with the schema's folder")
-    kpis = _read(output.table_path(Table.KPIS))
-    if kpis is not None and first_day is not None:
-        kpis = kpis[kpis["period_start"] >= first_day]
-    if kpis is not None and last_day is not None:
-        kpis = kpis[kpis["period_start"] <= last_day]
-    action_kpis = _read(output.table_path(Table.ACTION_KPIS))
-    if action_kpis is not None and first_day is not None:
-        action_kpis = action_kpis[action_kpis["period_start"] >= first_day]
-    if action_kpis is not None and last_day is not None:
-        action_kpis = action_kpis[action_kpis["period_start"] <= last_day]
     return ReportTables(
-        kpis=kpis,
+        kpis=_periods_in(_read(output.table_path(Table.KPIS)), first_day, last_day),
         experiments=_read(output.table_path(Table.EXPERIMENTS)),
-        action_kpis=action_kpis,
+        action_kpis=_periods_in(_read(output.table_path(Table.ACTION_KPIS)), first_day, last_day),
         runs=_read(output.table_path(Table.RUNS)),
     )
 
 
-def _read(path: str):
+def _periods_in(rows: pd.DataFrame | None, first_day: date | None, last_day: date | None) -> pd.DataFrame | None:
+    """The rows of periods starting in [first_day, last_day] (either end open when None)."""
+    if rows is None:
+        return None
+    if first_day is not None:
+        rows = rows[rows["period_start"] >= first_day]
+    if last_day is not None:
+        rows = rows[rows["period_start"] <= last_day]
+    return rows
+
+
+def _read(path: str) -> pd.DataFrame | None:
     if not DeltaTable.is_deltatable(path):
         return None
     return DeltaTable(path).to_pandas()
