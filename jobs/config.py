@@ -12,8 +12,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-# Segment names the job itself produces in the kpis table, so no input column may take them.
-RESERVED_SEGMENTS = frozenset({"all", "user_type"})
+# Dimensions the job itself produces in the kpis table (every user; new or returning), so no input column may
+# take their names.
+ALL = "all"
+USER_TYPE = "user_type"
+RESERVED_SEGMENTS = frozenset({ALL, USER_TYPE})
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}

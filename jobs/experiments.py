@@ -8,8 +8,9 @@ from datetime import date, timedelta
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from jobs.config import ALL, USER_TYPE
 from jobs.dates import local_date
-from jobs.metrics import ALL, NEW_USER, RETURNING_USER, USER_TYPE
+from jobs.metrics import NEW_USER, RETURNING_USER
 from jobs.read import ASSIGNMENT_COLUMNS
 from jobs.sessionize import UNKNOWN_SEGMENT
 

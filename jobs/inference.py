@@ -123,6 +123,9 @@ class ExperimentError(ValueError):
 # Pearson's chi-square is an approximation that needs enough users: below this many expected in some variant, the
 # sample-ratio test gives no p-value (as in an experiment's first hours).
 MIN_EXPECTED_USERS = 5
+# Below this sample-ratio p-value the assignment looks broken and the lifts cannot be trusted: the experiments
+# command and the report warn (a common threshold: with many experiments watched daily, 0.05 would cry wolf).
+SRM_ALARM = 0.001
 
 _NO_USERS = Moments(0, 0, 0, 0, 0, 0)
 

@@ -4,16 +4,14 @@ duration, bounces, engagement, conversions) and the action mix (ACTION_KPI_COLUM
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date, timedelta
-from enum import StrEnum
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from jobs.config import ALL, USER_TYPE
 from jobs.dates import local_date
+from jobs.periods import Period, Periods
 
-ALL = "all"
-USER_TYPE = "user_type"
 NEW_USER = "new"
 RETURNING_USER = "returning"
 
@@ -29,57 +27,11 @@ KPI_COLUMNS = (
 GROUP = ("period", "period_start", "dimension", "dimension_value")
 
 
-class Period(StrEnum):
-    DAY = "day"
-    WEEK = "week"  # ISO week: Monday to Sunday
-    MONTH = "month"
-
-
 def period_start(day: Column, period: Period) -> Column:
     """The first day of the period that contains `day` (a date column)."""
     if period is Period.DAY:
         return day
     return F.trunc(day, period.value)
-
-
-def _python_period_start(day: date, period: Period) -> date:
-    if period is Period.WEEK:
-        return day - timedelta(days=day.weekday())
-    if period is Period.MONTH:
-        return day.replace(day=1)
-    return day
-
-
-def _next_period_start(start: date, period: Period) -> date:
-    if period is Period.DAY:
-        return start + timedelta(days=1)
-    if period is Period.WEEK:
-        return start + timedelta(days=7)
-    return (start.replace(day=28) + timedelta(days=4)).replace(day=1)
-
-
-# The kpis rows a run rewrites: for each period kind, the set of period starts.
-Periods = dict[Period, frozenset[date]]
-
-
-def periods_of(days: Iterable[date]) -> Periods:
-    """Every day, week and month that contains one of `days`."""
-    days = list(days)
-    return {period: frozenset(_python_period_start(day, period) for day in days) for period in Period}
-
-
-def days_of(period: Period, start: date) -> list[date]:
-    """The calendar days of the period that starts on `start`."""
-    end = _next_period_start(start, period)
-    return [start + timedelta(days=n) for n in range((end - start).days)]
-
-
-def complete_periods(periods: Periods, processed_days: set[date]) -> Periods:
-    """The periods in `periods` whose every day has been processed."""
-    return {
-        period: frozenset(start for start in starts if processed_days.issuperset(days_of(period, start)))
-        for period, starts in periods.items()
-    }
 
 
 def in_periods(periods: Periods) -> Column:

@@ -16,7 +16,7 @@ from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
-from jobs.config import InputFormat, JobConfig, OutputSpec, Table
+from jobs.config import ALL, InputFormat, JobConfig, OutputSpec, Table
 from jobs.dates import local_date
 from jobs.experiments import (
     ASSIGNMENTS_SCHEMA,
@@ -44,20 +44,15 @@ from jobs.incremental import (
 )
 from jobs.inference import EXPERIMENTS_SCHEMA, experiment_rows
 from jobs.metrics import (
-    ALL,
-    Period,
-    Periods,
     action_kpis_by_period,
-    complete_periods,
     folded_name_count,
     ranked_actions,
-    days_of,
     in_periods,
     kpis_by_period,
-    periods_of,
     with_completeness,
     with_first_seen_day,
 )
+from jobs.periods import Period, Periods, complete_periods, days_of, periods_of
 from jobs.plan import (
     DayState,
     blocks,

@@ -14,9 +14,11 @@ from datetime import date
 import altair as alt
 import pandas as pd
 
-# As in jobs.metrics, which imports pyspark: the report runs where only the report extra is installed.
-ALL = "all"
-PERIODS = ("day", "week", "month")
+from jobs.config import ALL
+from jobs.inference import SRM_ALARM
+from jobs.periods import Period
+
+PERIODS = tuple(period.value for period in Period)
 _TILE_METRICS = (("aps", "APS", "actions per session"), ("spu", "SPU", "sessions per user"),
                  ("sessions", "Sessions", None), ("users", "Users", None))
 
@@ -204,10 +206,6 @@ def _runs_section(runs: pd.DataFrame) -> str:
         rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
     return (f"<section><h2>Data quality</h2><p class=\"hint\">The latest {LATEST_RUNS} runs, newest first.</p>"
             f'<div class="scroll"><table>{head}{"".join(rows)}</table></div></section>')
-
-
-# Below this sample-ratio p-value the page warns that the assignment looks broken (as `sessionlake experiments`).
-SRM_ALARM = 0.001
 
 
 def interval_chart(variants: pd.DataFrame, metric: str, title: str) -> alt.LayerChart:

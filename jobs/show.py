@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Sequence
 
-from jobs.metrics import ALL
-
-# Below this sample-ratio p-value the table warns that the assignment looks broken (a common threshold: with many
-# experiments watched daily, 0.05 would cry wolf).
-SRM_ALARM = 0.001
+from jobs.config import ALL
+from jobs.inference import SRM_ALARM
 
 _METRICS = (("spu", "SPU, sessions per user"), ("aps", "APS, actions per session"))
 

@@ -25,7 +25,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import MapType, StructField
 
 from jobs.config import Table, TableName
-from jobs.metrics import Periods
+from jobs.periods import Periods
 from jobs.read import delta_table, table_exists
 
 log = logging.getLogger(__name__)

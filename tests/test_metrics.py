@@ -7,16 +7,14 @@ from pyspark.sql import Row
 from pyspark.testing import assertDataFrameEqual
 
 from jobs.metrics import (
-    Period,
     action_kpis_by_period,
-    complete_periods,
     has_folded_names,
     in_periods,
     kpis_by_period,
-    periods_of,
     ranked_actions,
     with_first_seen_day,
 )
+from jobs.periods import Period, complete_periods, periods_of
 from tests.helpers import utc
 
 SESSIONS = (
