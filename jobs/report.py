@@ -72,93 +72,6 @@ def _follows(period: str, earlier: date, later: date) -> bool:
     return (later.year * 12 + later.month) - (earlier.year * 12 + earlier.month) == 1
 
 
-def trend_chart(
-    kpis: pd.DataFrame, period: str, metric: str, title: str, value_format: str = ".2f"
-) -> alt.LayerChart:
-    """`metric` (aps or spu) by period start, a line per value of the breakdown the reader picks from a list under
-    the chart (`all` first, then the kpis' other dimensions: platform, country, user_type, ...). Complete periods
-    are filled points and incomplete ones hollow, so a half-finished week is not read as a drop."""
-    rows = kpis[kpis["period"] == period].sort_values(["dimension", "dimension_value", "period_start"])
-    data = pd.DataFrame({
-        "period_start": pd.to_datetime(rows["period_start"]).dt.strftime("%Y-%m-%d"),
-        "dimension": rows["dimension"],
-        "dimension_value": rows["dimension_value"],
-        "value": rows[metric].astype(float),
-        "status": rows["is_complete"].map({True: "complete", False: "incomplete"}),
-    })
-    dimensions = [ALL, *sorted(set(data["dimension"]) - {ALL})]
-    breakdown = alt.param(name="breakdown", value=ALL, bind=alt.binding_select(options=dimensions, name="Breakdown "))
-    value_color = alt.Color("dimension_value:N", title=None)
-    base = alt.Chart(data).transform_filter(alt.datum.dimension == breakdown).encode(
-        # Ordinal: one tick per period, labelled by its first day (a time axis would tick at noons and weekdays).
-        x=alt.X("period_start:O", title=f"{period} starting", axis=alt.Axis(labelAngle=-45)),
-        y=alt.Y("value:Q", title=title, scale=alt.Scale(zero=False), axis=alt.Axis(format=value_format)),
-        color=value_color,
-        tooltip=[alt.Tooltip("period_start:O", title=period), alt.Tooltip("dimension_value:N", title="segment"),
-                 alt.Tooltip("value:Q", title=metric, format=value_format), alt.Tooltip("status:N")],
-    )
-    # Outlined in the value's colour, filled with it when complete: one legend, the line's.
-    points = base.mark_point(size=70, filled=True, strokeWidth=1.5).encode(
-        stroke=alt.Stroke("dimension_value:N", legend=None),
-        fill=alt.condition(alt.datum.status == "complete", alt.Fill("dimension_value:N", legend=None),
-                           alt.value("white")),
-    )
-    return alt.layer(base.mark_line(), points).add_params(breakdown).properties(
-        width="container", height=240, title=f"{title}, by {period}"
-    )
-
-
-def build_report(tables: ReportTables, title: str, generated_on: date, vega_bundle: str) -> str:
-    """The page: headline tiles, then APS and SPU trends by day, week and month; a section whose table is missing
-    is a one-line note. `vega_bundle` is the JavaScript that defines vegaEmbed (vl_convert.javascript_bundle())."""
-    sections, charts = [], []
-    if tables.kpis is None:
-        sections.append(_note("KPIs", "no kpis table yet: run the job first"))
-    elif tables.kpis.empty:
-        sections.append(_note("KPIs", "no period starts in the days asked"))
-    else:
-        sections.append(_tiles_section(headline_tiles(tables.kpis)))
-        for metric, name in (("aps", "APS, actions per session"), ("spu", "SPU, sessions per user")):
-            for period in PERIODS:
-                charts.append((f"trend-{metric}-{period}", trend_chart(tables.kpis, period, metric, name)))
-        sections.append(
-            "<section><h2>Trends</h2><p class=\"hint\">Hollow points are periods not yet complete.</p>"
-            + "".join(f'<div class="chart" id="{chart_id}"></div>' for chart_id, _ in charts)
-            + "</section>"
-        )
-    if tables.kpis is not None and not tables.kpis.empty:
-        engagement = [(f"engagement-{metric}", trend_chart(tables.kpis, "day", metric, name, value_format))
-                      for metric, name, value_format in _ENGAGEMENT if metric in tables.kpis.columns]
-        charts.extend(engagement)
-        sections.append("<section><h2>Engagement, by day</h2>"
-                        + "".join(f'<div class="chart" id="{chart_id}"></div>' for chart_id, _ in engagement)
-                        + "</section>")
-    if tables.action_kpis is None or tables.action_kpis.empty:
-        sections.append(_note("Action mix", "no action_kpis table yet"))
-    else:
-        charts.append(("action-mix", action_mix_chart(tables.action_kpis)))
-        sections.append('<section><h2>Action mix</h2><p class="hint">Each action\'s share of all actions, by '
-                        'day (names past metrics.max_action_names are folded into (other)).</p>'
-                        '<div class="chart" id="action-mix"></div></section>')
-    sections.append(_note("Data quality", "no runs table yet") if tables.runs is None else _runs_section(tables.runs))
-    if tables.experiments is None:
-        sections.append(_note("Experiments", "no experiments table: experiments are not configured"))
-    else:
-        section, experiment_charts = _experiments_section(tables.experiments)
-        sections.append(section)
-        charts.extend(experiment_charts)
-    with alt.data_transformers.disable_max_rows():  # years of daily rows x segment values pass Altair's 5,000
-        embeds = "".join(
-            f"vegaEmbed({_script_json('#' + chart_id)}, {_script_safe(chart.to_json(indent=None))}, "
-            "{actions: false}).catch(console.error);\n"
-            for chart_id, chart in charts
-        )
-    return _PAGE.format(
-        title=html.escape(title), generated=generated_on.isoformat(), body="\n".join(sections),
-        bundle=vega_bundle.replace("</script", "<\\/script"), embeds=embeds,
-    )
-
-
 # The engagement trends: column, title, number format (d3-format).
 _ENGAGEMENT = (
     ("median_duration_seconds", "median session duration, s", ",.0f"),
@@ -167,15 +80,147 @@ _ENGAGEMENT = (
     ("engagement_rate", "engagement rate", ".1%"),
     ("conversion_rate", "conversion rate", ".1%"),
 )
+# The smallest step each number format shows: ticks closer than it would repeat a label (8.82, 8.82, ...).
+_SMALLEST_SHOWN = {".2f": 0.01, ",.0f": 1, ".1%": 0.001}
+# The page's one copy of the kpis rows that every trend chart draws from (in the page: `DATA`, see _PAGE).
+TRENDS = "trends"
+# A breakdown draws at most this many lines: its values with the most sessions in the report's range.
+MAX_LINES = 8
+
+
+def trend_rows(kpis: pd.DataFrame, max_lines: int = MAX_LINES) -> pd.DataFrame:
+    """The kpis rows the trend charts draw: for each dimension, its `max_lines` values with the most sessions (ties
+    by name), with `status` (complete or incomplete), `period_label` (the start, with ' (incomplete)' after it for
+    a period not yet complete) and `complete_stretch`, which numbers each line's runs of consecutive complete
+    periods: its solid parts."""
+    volume = kpis.groupby(["dimension", "dimension_value"], as_index=False)["sessions"].sum()
+    volume = volume.sort_values(["dimension", "sessions", "dimension_value"], ascending=[True, False, True])
+    kept = volume.groupby("dimension").head(max_lines)[["dimension", "dimension_value"]]
+    rows = kpis.merge(kept, on=["dimension", "dimension_value"]).sort_values(
+        ["period", "dimension", "dimension_value", "period_start"])
+    start = pd.to_datetime(rows["period_start"]).dt.strftime("%Y-%m-%d")
+    incomplete = ~rows["is_complete"].astype(bool)
+    engagement = [column for column, _, _ in _ENGAGEMENT if column in rows.columns]
+    return pd.DataFrame({
+        "period": rows["period"],
+        "period_start": start,
+        "period_label": start.where(~incomplete, start + " (incomplete)"),
+        "dimension": rows["dimension"],
+        "dimension_value": rows["dimension_value"],
+        "status": incomplete.map({False: "complete", True: "incomplete"}),
+        # Each incomplete period ends a stretch, so complete periods on either side of it are not joined solid.
+        "complete_stretch": incomplete.astype(int).groupby(
+            [rows["period"], rows["dimension"], rows["dimension_value"]]).cumsum(),
+        **{column: rows[column].astype(float) for column in ("sessions", "users", "aps", "spu", *engagement)},
+    }).reset_index(drop=True)
+
+
+def capped_breakdowns(kpis: pd.DataFrame, max_lines: int = MAX_LINES) -> dict[str, int]:
+    """The dimensions with more values than a chart draws lines for, and how many values each has."""
+    values = kpis.groupby("dimension")["dimension_value"].nunique()
+    return {dimension: int(count) for dimension, count in values.items() if count > max_lines}
+
+
+def trend_chart(
+    period: str, metric: str, title: str, dimensions: list[str], value_format: str = ".2f"
+) -> alt.LayerChart:
+    """`metric` (a column of trend_rows) by period, a line per value of the breakdown the reader picks from a list
+    under the chart (`all` first, then `dimensions`). A line is solid between complete periods and dashed into an
+    incomplete one, whose point is hollow and whose date says so, so a half-finished week is not read as a drop."""
+    breakdown = alt.param(name="breakdown", value=ALL,
+                          bind=alt.binding_select(options=[ALL, *sorted(set(dimensions) - {ALL})], name="Breakdown "))
+    base = alt.Chart(alt.NamedData(TRENDS)).transform_filter(
+        (alt.datum.period == period) & (alt.datum.dimension == breakdown)
+    ).encode(
+        # Ordinal: one tick per period, labelled by its first day (a time axis would tick at noons and weekdays).
+        x=alt.X("period_label:O", title=f"{period} starting", axis=alt.Axis(labelAngle=-45)),
+        y=alt.Y(f"{metric}:Q", title=title, scale=alt.Scale(zero=False),
+                axis=alt.Axis(format=value_format, tickMinStep=_SMALLEST_SHOWN[value_format])),
+        tooltip=[alt.Tooltip("period_label:O", title=period), alt.Tooltip("dimension_value:N", title="segment"),
+                 alt.Tooltip(f"{metric}:Q", title=metric, format=value_format),
+                 alt.Tooltip("sessions:Q", format=",.0f"), alt.Tooltip("users:Q", format=",.0f")],
+    )
+    # The whole line dashed, under the complete stretches drawn solid: what stays dashed leads to or from an
+    # incomplete period.
+    line_color = alt.Color("dimension_value:N", title=None)
+    dashed = base.mark_line(strokeDash=[5, 4]).encode(color=line_color)
+    solid = base.transform_filter(alt.datum.status == "complete").mark_line().encode(
+        color=line_color, detail="complete_stretch:N")
+    # Outlined in the value's colour, filled with it when complete: one legend, the line's.
+    points = base.mark_point(size=70, filled=True, strokeWidth=1.5).encode(
+        stroke=alt.Stroke("dimension_value:N", legend=None),
+        fill=alt.condition(alt.datum.status == "complete", alt.Fill("dimension_value:N", legend=None),
+                           alt.value("white")),
+    )
+    return alt.layer(dashed, solid, points).add_params(breakdown).properties(
+        width="container", height=240, title=f"{title}, by {period}"
+    )
+
+
+def build_report(tables: ReportTables, title: str, generated_on: date, vega_bundle: str) -> str:
+    """The page: headline tiles, then APS and SPU trends by day, week and month; a section whose table is missing
+    is a one-line note. `vega_bundle` is the JavaScript that defines vegaEmbed (vl_convert.javascript_bundle())."""
+    sections, charts, datasets = [], [], {}
+    if tables.kpis is None:
+        sections.append(_note("KPIs", "no kpis table yet: run the job first"))
+    elif tables.kpis.empty:
+        sections.append(_note("KPIs", "no period starts in the days asked"))
+    else:
+        sections.append(_tiles_section(headline_tiles(tables.kpis)))
+        datasets[TRENDS] = trend_rows(tables.kpis)
+        dimensions = sorted(set(datasets[TRENDS]["dimension"]))
+        trends = [(f"trend-{metric}-{period}", trend_chart(period, metric, name, dimensions))
+                  for metric, name in (("aps", "APS, actions per session"), ("spu", "SPU, sessions per user"))
+                  for period in PERIODS]
+        capped = "".join(f" {html.escape(str(dimension))}: the {MAX_LINES} of its {count} values with the most "
+                         "sessions." for dimension, count in capped_breakdowns(tables.kpis).items())
+        sections.append(
+            "<section><h2>Trends</h2><p class=\"hint\">A line is dashed into a period not yet complete, whose point "
+            f"is hollow and whose date says (incomplete).{capped}</p>" + _chart_divs(trends) + "</section>"
+        )
+        engagement = [(f"engagement-{metric}", trend_chart("day", metric, name, dimensions, value_format))
+                      for metric, name, value_format in _ENGAGEMENT if metric in tables.kpis.columns]
+        sections.append("<section><h2>Engagement, by day</h2>" + _chart_divs(engagement) + "</section>")
+        charts.extend(trends + engagement)
+    if tables.action_kpis is None or tables.action_kpis.empty:
+        sections.append(_note("Action mix", "no action_kpis table yet"))
+    else:
+        charts.append(("action-mix", action_mix_chart(tables.action_kpis)))
+        sections.append(_action_mix_section(tables.action_kpis))
+    sections.append(_note("Data quality", "no runs table yet") if tables.runs is None else _runs_section(tables.runs))
+    if tables.experiments is None:
+        sections.append(_note("Experiments", "no experiments table: experiments are not configured"))
+    else:
+        section, experiment_charts = _experiments_section(tables.experiments)
+        sections.append(section)
+        charts.extend(experiment_charts)
+    with alt.data_transformers.disable_max_rows():  # years of daily rows x segment values pass Altair's 5,000
+        embeds = "".join(f"draw({_script_json('#' + chart_id)}, {_script_safe(chart.to_json(indent=None))});\n"
+                         for chart_id, chart in charts)
+    # Columns and rows, not an object per row: the shared rows are the bulk of a page over years.
+    data = "{" + ",".join(f"{_script_json(name)}: {_script_safe(rows.to_json(orient='split', index=False))}"
+                          for name, rows in datasets.items()) + "}"
+    return _PAGE.format(
+        title=html.escape(title), generated=generated_on.isoformat(), body="\n".join(sections),
+        bundle=vega_bundle.replace("</script", "<\\/script"), data=data, embeds=embeds,
+    )
+
+
+def _chart_divs(charts: list[tuple[str, alt.TopLevelMixin]]) -> str:
+    return "".join(f'<div class="chart" id="{chart_id}"></div>' for chart_id, _ in charts)
+
+
 # How many runs the data-quality table lists, newest first.
 LATEST_RUNS = 10
 
 
-def action_mix_chart(action_kpis: pd.DataFrame) -> alt.Chart:
-    """Each event name's share of all actions by day (dimension all): a line per name, the most common first in
-    the legend."""
-    rows = action_kpis[(action_kpis["period"] == "day") & (action_kpis["dimension"] == ALL)].sort_values(
-        ["event_name", "period_start"])
+def action_mix_chart(action_kpis: pd.DataFrame, max_lines: int = MAX_LINES) -> alt.Chart:
+    """The share of all actions by day (dimension all) of the `max_lines` event names with the most actions in the
+    range: a line per name, the most common first in the legend."""
+    overall = action_kpis[(action_kpis["period"] == "day") & (action_kpis["dimension"] == ALL)]
+    top = overall.groupby("event_name")["actions"].sum().reset_index().sort_values(
+        ["actions", "event_name"], ascending=[False, True]).head(max_lines)["event_name"]
+    rows = overall[overall["event_name"].isin(top)].sort_values(["event_name", "period_start"])
     data = pd.DataFrame({
         "period_start": pd.to_datetime(rows["period_start"]).dt.strftime("%Y-%m-%d"),
         "event_name": rows["event_name"],
@@ -187,6 +232,75 @@ def action_mix_chart(action_kpis: pd.DataFrame) -> alt.Chart:
         color=alt.Color("event_name:N", title=None, sort=alt.EncodingSortField("share", op="mean", order="descending")),
         tooltip=["period_start:O", "event_name:N", alt.Tooltip("share:Q", format=".1%")],
     ).properties(width="container", height=260, title="Action mix, by day")
+
+
+@dataclass(frozen=True)
+class MixChange:
+    """An event name's place in the mix of the latest complete period and its move since the period before."""
+
+    event_name: str
+    share: float  # of all actions in the latest period; 0.0 when the name had none
+    change_points: float | None  # share minus the previous period's, in percentage points; None without one
+    session_reach: float  # the share of the latest period's sessions with the action
+    users: int  # distinct users with the action in the latest period
+
+
+def action_mix_changes(action_kpis: pd.DataFrame, top: int = 10) -> tuple[str, date, list[MixChange]] | None:
+    """How the mix moved: the latest complete week (the latest complete day without one) of dimension all against
+    the period just before, for the `top` names with the largest share in either, largest latest share first (ties
+    by name). A name missing from one period has a share of 0 there. None without a complete day."""
+    overall = action_kpis[(action_kpis["dimension"] == ALL) & action_kpis["is_complete"]]
+    for period in ("week", "day"):
+        rows = overall[overall["period"] == period]
+        if not rows.empty:
+            break
+    else:
+        return None
+    starts = sorted(set(rows["period_start"]))
+    latest = rows[rows["period_start"] == starts[-1]].set_index("event_name")
+    has_previous = len(starts) > 1 and _follows(period, starts[-2], starts[-1])
+    previous = rows[rows["period_start"] == starts[-2]].set_index("event_name") if has_previous else latest.iloc[0:0]
+    names = sorted(set(latest.index) | set(previous.index),
+                   key=lambda name: (-max(_share(latest, name), _share(previous, name)), name))[:top]
+    names.sort(key=lambda name: (-_share(latest, name), name))  # shown largest share first
+    sessions = float(latest["sessions"].iloc[0]) if not latest.empty else 0.0
+    changes = [
+        MixChange(
+            event_name=name,
+            share=_share(latest, name),
+            change_points=(100 * (_share(latest, name) - _share(previous, name))) if has_previous else None,
+            session_reach=(float(latest.at[name, "sessions_with_action"]) / sessions
+                           if name in latest.index and sessions else 0.0),
+            users=int(latest.at[name, "users_with_action"]) if name in latest.index else 0,
+        )
+        for name in names
+    ]
+    return period, starts[-1], changes
+
+
+def _share(rows: pd.DataFrame, name: str) -> float:
+    return float(rows.at[name, "share_of_actions"]) if name in rows.index else 0.0
+
+
+def _action_mix_section(action_kpis: pd.DataFrame) -> str:
+    moved = action_mix_changes(action_kpis)
+    if moved is None:
+        table = '<p class="note">No complete day yet to compare.</p>'
+    else:
+        period, start, changes = moved
+        head = ("<tr><th>action</th><th>share of actions</th><th>change</th><th>sessions with it</th>"
+                "<th>users with it</th></tr>")
+        rows = "".join(
+            f"<tr><td>{html.escape(str(change.event_name))}</td><td>{change.share:.1%}</td>"
+            f"<td>{'n/a' if change.change_points is None else _signed(change.change_points) + ' pts'}</td>"
+            f"<td>{change.session_reach:.1%}</td><td>{change.users:,}</td></tr>"
+            for change in changes
+        )
+        table = (f"<h3>{period.capitalize()} of {start.isoformat()}, against the {period} before</h3>"
+                 f'<div class="scroll"><table class="names">{head}{rows}</table></div>')
+    return ('<section><h2>Action mix</h2><p class="hint">Each action\'s share of all actions, by day, for the '
+            f"{MAX_LINES} actions with the most (names past metrics.max_action_names are folded into (other)).</p>"
+            f'<div class="chart" id="action-mix"></div>{table}</section>')
 
 
 def _runs_section(runs: pd.DataFrame) -> str:
@@ -326,13 +440,18 @@ def format_number(label: str, value: float) -> str:
 
 
 def format_change(change: float | None) -> str:
-    """A relative change for people: '+5.0% on the period before', or 'no previous period' without one (None or
-    NaN, from a null in the table)."""
-    return "no previous period" if _is_missing(change) else f"{change:+.1%} on the period before"
+    """A relative change for people: '+5.0% on the period before', '0.0% ...' for one that rounds to nothing (no
+    '-0.0%'), or 'no previous period' without one (None or NaN, from a null in the table)."""
+    return "no previous period" if _is_missing(change) else f"{_signed(100 * change)}% on the period before"
+
+
+def _signed(value: float) -> str:
+    # One decimal with its sign, and a plain 0.0 where the decimal rounds to nothing: -0.04 is no fall.
+    return "0.0" if round(value, 1) == 0 else f"{value:+.1f}"
 
 
 def _direction(change: float | None) -> str:
-    if _is_missing(change) or change == 0:
+    if _is_missing(change) or round(100 * change, 1) == 0:
         return "flat"
     return "up" if change > 0 else "down"
 
@@ -358,6 +477,7 @@ h1 {{ font-size: 1.5rem; }} h2 {{ font-size: 1.2rem; border-bottom: 1px solid #d
 .scroll {{ overflow-x: auto; }} table {{ border-collapse: collapse; font-size: 0.9rem; }}
 th, td {{ padding: 0.25rem 0.6rem; text-align: right; border-bottom: 1px solid #eee; white-space: nowrap; }}
 td:last-child {{ white-space: normal; text-align: left; }}
+table.names td:first-child {{ text-align: left; white-space: normal; }} table.names td:last-child {{ text-align: right; }}
 </style>
 </head>
 <body>
@@ -366,6 +486,18 @@ td:last-child {{ white-space: normal; text-align: left; }}
 {body}
 <script>{bundle}</script>
 <script>
+// The shared datasets, as columns and rows; each chart gets its own row objects (Vega writes into the rows it
+// is given), looked up by the name its spec's data carries.
+const DATA = {data};
+function rows(name) {{
+  const table = DATA[name];
+  return table.data.map(row => Object.fromEntries(table.columns.map((column, i) => [column, row[i]])));
+}}
+function draw(id, spec) {{
+  const name = spec.data && spec.data.name;
+  if (name in DATA) spec.datasets = {{...spec.datasets, [name]: rows(name)}};
+  return vegaEmbed(id, spec, {{actions: false}}).catch(console.error);
+}}
 {embeds}</script>
 </body>
 </html>
