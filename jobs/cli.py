@@ -137,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             _run(config, first_day, last_day, args.verbose)
         elif args.command == "report":
-            _report(_tables_location(args), args.out, args.first_day, args.last_day)
+            _report(_tables_location(args), args.out, args.first_day, args.last_day, args.verbose)
         elif args.command == "experiments":
             print(_experiment(_tables_location(args), args.experiment, args.date, args.by, args.verbose))
         else:
@@ -201,23 +201,27 @@ def _experiment(
     return pipeline.experiment_report(spark, output, experiment_id, window_end, segment)
 
 
-def _report(output: OutputSpec, out: Path, first_day: date | None, last_day: date | None) -> None:
-    # No Spark here: delta-rs reads the tables, so the report runs where only the report extra is installed.
+def _report(output: OutputSpec, out: Path, first_day: date | None, last_day: date | None, verbose: bool) -> None:
+    # No Spark for tables in a folder: delta-rs reads them, so the report runs where only the report extra is
+    # installed. Catalog tables (a Databricks job) are found through Spark, which is there.
     try:
         import vl_convert
 
         from jobs.report import build_report
-        from jobs.report_read import ReportInputError, read_report_tables
+        from jobs.report_read import read_report_tables
     except ImportError as error:
         raise ConfigError(f"sessionlake report needs the report extra ({error.name} is missing): "
                           "pip install 'sessionlake[report]'") from None
 
-    try:
-        tables = read_report_tables(output, first_day, last_day)
-    except ReportInputError as error:
-        raise InputError(str(error)) from None
+    spark = None
+    if output.catalog is not None:
+        from jobs.spark_session import get_spark
+
+        spark = get_spark(spark_log_level="INFO" if verbose else None)
+    tables = read_report_tables(output, first_day, last_day, spark)
     today = datetime.now(timezone.utc).date()
     page = build_report(tables, f"sessionlake: {output.location}", today, vl_convert.javascript_bundle())
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")
     log.info("report: %s (%d bytes)", out, len(page.encode("utf-8")))
 

@@ -14,13 +14,29 @@ from datetime import date
 import altair as alt
 import pandas as pd
 
-from jobs.config import ALL
+from jobs.config import ALL, Table
 from jobs.inference import SRM_ALARM
 from jobs.periods import Period
 
 PERIODS = tuple(period.value for period in Period)
 _TILE_METRICS = (("aps", "APS", "actions per session"), ("spu", "SPU", "sessions per user"),
                  ("sessions", "Sessions", None), ("users", "Users", None))
+
+
+_PERIOD_KEY = ("period", "period_start", "dimension", "dimension_value")
+_STATISTICS = tuple(f"{metric}{suffix}" for metric in ("spu", "aps")
+                    for suffix in ("", "_ci_low", "_ci_high", "_lift", "_lift_ci_low", "_lift_ci_high", "_p_value"))
+# The columns of each table the page draws: all that the reading edge reads.
+PAGE_COLUMNS = {
+    Table.KPIS: (*_PERIOD_KEY, "sessions", "users", "aps", "spu", "median_duration_seconds", "p90_duration_seconds",
+                 "bounce_rate", "engagement_rate", "conversion_rate", "is_complete"),
+    Table.ACTION_KPIS: (*_PERIOD_KEY, "event_name", "actions", "sessions_with_action", "users_with_action", "sessions",
+                        "share_of_actions", "is_complete"),
+    Table.EXPERIMENTS: ("experiment_id", "dimension", "dimension_value", "variant", "window_start", "window_end",
+                        "is_latest", "control_variant", "is_control", "users", "sessions", "srm_p_value", *_STATISTICS),
+    Table.RUNS: ("started_at", "first_day", "last_day", "status", "rows_read", "rows_deduplicated", "rows_quarantined",
+                 "quarantine_reasons"),
+}
 
 
 @dataclass(frozen=True)
@@ -401,8 +417,10 @@ def _is_missing(value: object) -> bool:
 
 
 def _pairs(value: object) -> list:
-    # A map column (reason -> rows) as delta-rs gives it: a list of pairs, or null in a row without it.
-    return [] if value is None or (isinstance(value, float) and pd.isna(value)) else list(value)
+    # A map column (reason -> rows): a list of pairs from delta-rs, a dict from Spark, or null in a row without it.
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return []
+    return list(value.items()) if isinstance(value, dict) else list(value)
 
 
 def _script_json(value: object) -> str:

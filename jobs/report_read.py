@@ -1,47 +1,112 @@
-"""The report's edge: the job's Delta tables -> pandas frames with delta-rs (the `deltalake` package): no Spark,
-no JVM."""
+"""The report's edge: the job's Delta tables -> pandas frames, with delta-rs (the `deltalake` package: no Spark, no
+JVM) for tables in a folder, with Spark for catalog tables. Only the columns the page draws are read, and only the
+rows of the periods asked for."""
 
 from __future__ import annotations
 
-from datetime import date
+from collections.abc import Callable
+from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from deltalake import DeltaTable
 
-from jobs.config import OutputSpec, Table
-from jobs.report import ReportTables
+from jobs.config import ALL, OutputSpec, Table
+from jobs.periods import Period, next_start
+from jobs.report import PAGE_COLUMNS, ReportTables
+
+if TYPE_CHECKING:  # Spark only for a catalog output: the report runs where only the report extra is installed
+    from pyspark.sql import SparkSession
+
+# The longest period (a month) starts at most this long before a day it holds: the bound pushed down to delta-rs,
+# before the exact overlap test here.
+_LONGEST_PERIOD = timedelta(days=30)
 
 
-class ReportInputError(Exception):
-    """The tables cannot be read for a report (a catalog output without a folder, say)."""
+# One table's rows for the page: its columns that the page draws, the rows passing every (column, op, value)
+# filter; None when the table does not exist.
+Loader = Callable[[Table, list[tuple]], "pd.DataFrame | None"]
 
 
-def read_report_tables(output: OutputSpec, first_day: date | None = None, last_day: date | None = None) -> ReportTables:
-    """The rows of the tables under `output.path`, kpis limited to periods starting in [first_day, last_day] when
-    given; a table that does not exist is None."""
-    if output.path is None:
-        raise ReportInputError(f"output.catalog {output.catalog!r}: the report reads the tables' files with delta-rs, "
-                               "which does not know Spark's catalog; give --output with the schema's folder")
+def read_report_tables(
+    output: OutputSpec, first_day: date | None = None, last_day: date | None = None, spark: SparkSession | None = None
+) -> ReportTables:
+    """The rows the page draws: the kpis and action_kpis (dimension all) of every period with a day in [first_day,
+    last_day] (either end open when None), each experiment's latest window (all users), and the runs; a table that
+    does not exist is None. Tables in a folder are read with delta-rs; catalog tables (output.catalog), which
+    delta-rs cannot find, with `spark`."""
+    if output.catalog is not None and spark is None:
+        raise ValueError("a catalog output is read with Spark: pass spark")
+    load = _spark_loader(spark, output) if output.catalog is not None else _delta_rs_loader(output)
+    in_range = _starts_that_can_overlap(first_day, last_day)
+    experiments = load(Table.EXPERIMENTS, [("dimension", "=", ALL)])
     return ReportTables(
-        kpis=_periods_in(_read(output.table_path(Table.KPIS)), first_day, last_day),
-        experiments=_read(output.table_path(Table.EXPERIMENTS)),
-        action_kpis=_periods_in(_read(output.table_path(Table.ACTION_KPIS)), first_day, last_day),
-        runs=_read(output.table_path(Table.RUNS)),
+        kpis=overlapping(load(Table.KPIS, in_range), first_day, last_day),
+        # Booleans are filtered here, not by delta-rs: Spark writes no min/max for a boolean column, and delta-rs
+        # 1.6 then skips every file (0 rows for is_latest = true; delta-io/delta-rs#4490).
+        experiments=None if experiments is None else experiments[experiments["is_latest"].astype(bool)],
+        action_kpis=overlapping(load(Table.ACTION_KPIS, [*in_range, ("dimension", "=", ALL)]), first_day, last_day),
+        runs=load(Table.RUNS, []),
     )
 
 
-def _periods_in(rows: pd.DataFrame | None, first_day: date | None, last_day: date | None) -> pd.DataFrame | None:
-    """The rows of periods starting in [first_day, last_day] (either end open when None)."""
-    if rows is None:
-        return None
+def overlapping(rows: pd.DataFrame | None, first_day: date | None, last_day: date | None) -> pd.DataFrame | None:
+    """The rows of periods with at least one day in [first_day, last_day] (either end open when None): a range
+    from a Wednesday keeps that week and its month, whole."""
+    if rows is None or rows.empty:
+        return rows
+    starts = rows[["period", "period_start"]].drop_duplicates()
+    last_days = {(period, start): next_start(start, Period(period)) - timedelta(days=1)
+                 for period, start in starts.itertuples(index=False)}
+    period_end = pd.Series([last_days[key] for key in zip(rows["period"], rows["period_start"])], index=rows.index)
+    keep = pd.Series(True, index=rows.index)
     if first_day is not None:
-        rows = rows[rows["period_start"] >= first_day]
+        keep &= period_end >= first_day
     if last_day is not None:
-        rows = rows[rows["period_start"] <= last_day]
-    return rows
+        keep &= rows["period_start"] <= last_day
+    return rows[keep]
 
 
-def _read(path: str) -> pd.DataFrame | None:
-    if not DeltaTable.is_deltatable(path):
-        return None
-    return DeltaTable(path).to_pandas()
+def _starts_that_can_overlap(first_day: date | None, last_day: date | None) -> list[tuple]:
+    bounds = []
+    if first_day is not None:
+        bounds.append(("period_start", ">=", first_day - _LONGEST_PERIOD))
+    if last_day is not None:
+        bounds.append(("period_start", "<=", last_day))
+    return bounds
+
+
+def _delta_rs_loader(output: OutputSpec) -> Loader:
+    def load(table: Table, filters: list[tuple]) -> pd.DataFrame | None:
+        path = output.table_path(table)
+        if not DeltaTable.is_deltatable(path):
+            return None
+        delta_table = DeltaTable(path)
+        columns = _page_columns(table, {field.name for field in delta_table.schema().fields})
+        return delta_table.to_pandas(columns=columns, filters=filters or None)
+
+    return load
+
+
+def _spark_loader(spark: SparkSession, output: OutputSpec) -> Loader:
+    from pyspark.sql import functions as F
+
+    def load(table: Table, filters: list[tuple]) -> pd.DataFrame | None:
+        name = output.table_path(table)
+        if not spark.catalog.tableExists(name):
+            return None
+        rows = spark.read.table(name)
+        for column, op, value in filters:
+            rows = rows.where(_COMPARE[op](F.col(column), F.lit(value)))
+        # Aggregates only (periods x segment values, variants, runs): small enough for the driver.
+        return rows.select(*_page_columns(table, set(rows.columns))).toPandas()
+
+    return load
+
+
+_COMPARE = {"=": lambda a, b: a == b, ">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b}
+
+
+def _page_columns(table: Table, present: set[str]) -> list[str]:
+    # A table written by an older version of the job may lack a column the page draws; its section leaves it out.
+    return [column for column in PAGE_COLUMNS[table] if column in present]

@@ -7,12 +7,15 @@ import uuid
 from datetime import date, timedelta
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from deltalake import DeltaTable as DeltaRsTable
 from pyspark.testing import assertDataFrameEqual
 
 from jobs import pipeline
-from jobs.config import Table, TableName, load_config
+from jobs.cli import main
+from jobs.config import OutputSpec, Table, TableName, load_config
+from jobs.report_read import read_report_tables
 from jobs.read import WriterStart, read_table, writer_start
 from jobs.sample import generate_events, write_sample
 from jobs.write import OutputError, restore_table
@@ -56,6 +59,29 @@ def test_catalog_tables_hold_the_rows_that_path_tables_hold(spark, schema, tmp_p
         assertDataFrameEqual(in_catalog, spark.read.format("delta").load(str(tmp_path / "out" / table.value)).drop("run_id"))
         # A managed table is a Delta table in the warehouse: other Delta readers read it from its location.
         assert DeltaRsTable(detail["location"]).to_pyarrow_table().num_rows == in_catalog.count() > 0
+
+
+def test_the_report_reads_catalog_tables_through_spark_as_delta_rs_reads_their_files(spark, schema, tmp_path):
+    write_sample(generate_events(spark, users=20, days=2, first_day=DAY), str(tmp_path / "events"))
+    (tmp_path / "job.yaml").write_text(
+        f"input: {{path: {tmp_path / 'events'}}}\noutput: {{catalog: {schema}}}\n"
+        "experiments: {experiment_column: experiment, variant_column: variant}\n"
+    )
+    pipeline.run(spark, load_config(tmp_path / "job.yaml"), DAY, DAY + timedelta(days=1))
+
+    through_spark = read_report_tables(OutputSpec(catalog=schema), DAY + timedelta(days=1), None, spark)
+    # The managed tables' files, in the schema's folder of the warehouse, read with delta-rs.
+    folder = Path(spark.sql(f"DESCRIBE DETAIL {schema}.kpis").first()["location"].removeprefix("file:")).parent
+    of_files = read_report_tables(OutputSpec(path=str(folder)), DAY + timedelta(days=1))
+
+    for name in ("kpis", "action_kpis", "experiments", "runs"):
+        spark_rows, files_rows = getattr(through_spark, name), getattr(of_files, name)
+        assert len(spark_rows) > 0, name
+        key = [c for c in spark_rows.columns if c not in ("quarantine_reasons",)]
+        pd.testing.assert_frame_equal(spark_rows.sort_values(key).reset_index(drop=True)[key],
+                                      files_rows.sort_values(key).reset_index(drop=True)[key], check_dtype=False)
+    assert main(["report", "--config", str(tmp_path / "job.yaml"), "--out", str(tmp_path / "report.html")]) == 0
+    assert f"sessionlake: {schema}" in (tmp_path / "report.html").read_text()
 
 
 def test_a_rerun_into_catalog_tables_replaces_its_day(spark, schema, tmp_path):

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from jobs.cli import main
+from jobs.config import OutputSpec, Table
 from jobs.report import (
     MixChange,
     ReportTables,
@@ -24,7 +25,9 @@ from jobs.report import (
     interval_chart,
     trend_chart,
     trend_rows,
+    PAGE_COLUMNS,
 )
+from jobs.report_read import overlapping, read_report_tables
 from tests.test_experiments import TAGGED_MON_TUE, with_tagged_events
 from tests.test_pipeline import run
 
@@ -190,6 +193,36 @@ def test_a_report_of_the_jobs_tables_shows_their_numbers(spark, job_report):
         assert change in page
     assert "<h3>exp: 2026-11-02 to 2026-11-03, control A</h3>" in page
     assert "vegaEmbed" in page and len(page) > 500_000  # the real vega bundle is inlined
+
+
+def test_the_reader_reads_the_columns_the_page_draws_and_the_periods_overlapping_the_range(job_report):
+    # From Tuesday: Tuesday, and the week and month that hold it (both start before it), but not Monday.
+    tables = read_report_tables(OutputSpec(path=str(job_report / "out")), first_day=date(2026, 11, 3))
+
+    assert list(tables.kpis.columns) == list(PAGE_COLUMNS[Table.KPIS])
+    assert set(zip(tables.kpis["period"], tables.kpis["period_start"])) == {
+        ("day", date(2026, 11, 3)), ("week", date(2026, 11, 2)), ("month", date(2026, 11, 1))}
+    assert set(tables.action_kpis["dimension"]) == {"all"}  # the page draws the mix of all users only
+    # The experiment's latest window for all users: variants A and B.
+    assert sorted(zip(tables.experiments["variant"], tables.experiments["window_end"])) == [
+        ("A", date(2026, 11, 3)), ("B", date(2026, 11, 3))]
+    assert set(tables.experiments["dimension"]) == {"all"}
+    assert len(tables.runs) == 1
+
+
+def test_a_period_is_in_a_range_when_one_of_its_days_is():
+    rows = pd.DataFrame([("day", date(2026, 11, 24)), ("day", date(2026, 11, 25)), ("week", date(2026, 11, 23)),
+                         ("week", date(2026, 11, 30)), ("month", date(2026, 10, 1)), ("month", date(2026, 11, 1)),
+                         ("month", date(2026, 12, 1))], columns=["period", "period_start"])
+
+    # Wednesday 25 to Sunday 29 November: that week (from Monday 23) and November, not October or December.
+    kept = overlapping(rows, date(2026, 11, 25), date(2026, 11, 29))
+
+    assert kept.values.tolist() == [["day", date(2026, 11, 25)], ["week", date(2026, 11, 23)],
+                                    ["month", date(2026, 11, 1)]]
+    assert overlapping(rows, date(2026, 10, 31), None)["period_start"].tolist() == [
+        date(2026, 11, 24), date(2026, 11, 25), date(2026, 11, 23), date(2026, 11, 30), date(2026, 10, 1),
+        date(2026, 11, 1), date(2026, 12, 1)]  # 31 October is in October
 
 
 def test_the_report_renders_every_chart_in_a_headless_browser_without_errors(job_report):
@@ -380,6 +413,17 @@ def test_data_quality_lists_the_latest_runs_with_where_their_rows_went():
     assert ("<td>2026-11-02 to 2026-11-02</td><td>succeeded</td><td>12,345</td><td>12</td><td>3</td>"
             "<td>missing_user_id 2, bad_event_ts 1</td>") in page
     assert "<td>failed</td><td>0</td><td>0</td><td>0</td><td>none</td>" in page
+
+
+def test_quarantine_reasons_read_by_spark_as_a_dict_show_as_those_read_by_delta_rs():
+    runs = pd.DataFrame([{"started_at": pd.Timestamp("2026-11-03 02:00", tz="UTC"), "first_day": date(2026, 11, 2),
+                          "last_day": date(2026, 11, 2), "status": "succeeded", "rows_read": 10,
+                          "rows_deduplicated": 0, "rows_quarantined": 3,
+                          "quarantine_reasons": {"missing_user_id": 2, "bad_event_ts": 1}}])
+
+    page = build_report(ReportTables(kpis=None, runs=runs), "t", date(2026, 11, 9), "")
+
+    assert "<td>3</td><td>missing_user_id 2, bad_event_ts 1</td>" in page
 
 
 def test_values_from_the_data_cannot_close_the_pages_script():
