@@ -9,7 +9,6 @@ from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
 import pandas as pd
-from deltalake import DeltaTable
 
 from jobs.config import ALL, OutputSpec, Table
 from jobs.periods import Period, next_start
@@ -77,6 +76,9 @@ def _starts_that_can_overlap(first_day: date | None, last_day: date | None) -> l
 
 
 def _delta_rs_loader(output: OutputSpec) -> Loader:
+    # Imported here: a catalog output is read with Spark, so a Databricks task needs no deltalake.
+    from deltalake import DeltaTable
+
     def load(table: Table, filters: list[tuple]) -> pd.DataFrame | None:
         path = output.table_path(table)
         if not DeltaTable.is_deltatable(path):

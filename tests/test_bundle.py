@@ -5,6 +5,7 @@ are accepted by the command line."""
 from __future__ import annotations
 
 import re
+import tomllib
 import zipfile
 from datetime import date
 from email.parser import Parser
@@ -81,7 +82,7 @@ def test_a_wheel_task_runs_an_entry_point_of_the_built_wheel(wheel, name, path, 
     # The task installs the wheel the bundle's artifact builds, with the build the test suite uses.
     artifact = bundle["artifacts"]["sessionlake"]
     assert (artifact["type"], artifact["build"], artifact["path"]) == ("whl", "rm -rf dist && python -m build --wheel", ".")
-    (library,) = [lib["whl"] for lib in task["libraries"]]
+    (library,) = [lib["whl"] for lib in task["libraries"] if "whl" in lib]
     assert (path.parent / library).resolve().parent == ROOT / "dist"
     assert wheel.match(Path(library).name)
 
@@ -95,11 +96,16 @@ def test_installing_the_wheel_on_a_cluster_leaves_its_spark_and_delta_alone(whee
     assert any(r.startswith("pyspark==4.2.0") and 'extra == "spark"' in r for r in required)
 
 
-def _task_parameters(name: str, given: dict[str, str] | None = None) -> list[str]:
+def _task(name: str, key: str = "sessionize") -> dict:
+    _, job = _bundle()["jobs"][name]
+    (task,) = [task for task in job["tasks"] if task["task_key"] == key]
+    return task
+
+
+def _task_parameters(name: str, given: dict[str, str] | None = None, key: str = "sessionize") -> list[str]:
     bundle = _bundle()
     _, job = bundle["jobs"][name]
-    (task,) = job["tasks"]
-    return [_resolve(p, bundle, job, given) for p in task["python_wheel_task"]["parameters"]]
+    return [_resolve(p, bundle, job, given) for p in _task(name, key)["python_wheel_task"]["parameters"]]
 
 
 @pytest.mark.parametrize(
@@ -126,3 +132,18 @@ def test_a_backfill_run_without_its_range_is_refused(capsys):
         parse_args(_task_parameters("sessionlake_backfill"))
     assert stopped.value.code == 2
     assert "argument --from: '' is not a date" in capsys.readouterr().err
+
+
+def test_the_daily_job_writes_the_report_next_to_the_tables_once_they_are_up_to_date():
+    task = _task("sessionlake_daily", "report")
+
+    args = parse_args(_task_parameters("sessionlake_daily", key="report"))
+
+    assert task["depends_on"] == [{"task_key": "sessionize"}]
+    assert args.command == "report" and str(args.out).startswith("/Volumes/main/analytics/")
+    assert load_config(args.config).output.catalog == "main.analytics"  # read through Spark: no deltalake needed
+    # The charting packages it installs are those of the report extra, at the same versions.
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extra = {re.split(r"[<>=]", r)[0]: r for r in project["optional-dependencies"]["report"]}
+    installed = [lib["pypi"]["package"] for lib in task["libraries"] if "pypi" in lib]
+    assert installed == [extra["altair"], extra["vl-convert-python"]]
