@@ -137,19 +137,26 @@ def capped_breakdowns(kpis: pd.DataFrame, max_lines: int = MAX_LINES) -> dict[st
     return {dimension: int(count) for dimension, count in values.items() if count > max_lines}
 
 
+# Past this many periods on a chart, points would hide the lines: only the incomplete periods' (hollow) are drawn.
+MAX_POINTS = 90
+
+
 def trend_chart(
-    period: str, metric: str, title: str, dimensions: list[str], value_format: str = ".2f"
+    period: str, metric: str, title: str, dimensions: list[str], value_format: str = ".2f", periods: int = 0
 ) -> alt.LayerChart:
     """`metric` (a column of trend_rows) by period, a line per value of the breakdown the reader picks from a list
     under the chart (`all` first, then `dimensions`). A line is solid between complete periods and dashed into an
-    incomplete one, whose point is hollow and whose date says so, so a half-finished week is not read as a drop."""
+    incomplete one, whose point is hollow and whose date says so, so a half-finished week is not read as a drop.
+    Over more than MAX_POINTS `periods`, only the incomplete periods have points."""
     breakdown = alt.param(name="breakdown", value=ALL,
                           bind=alt.binding_select(options=[ALL, *sorted(set(dimensions) - {ALL})], name="Breakdown "))
     base = alt.Chart(alt.NamedData(TRENDS)).transform_filter(
         (alt.datum.period == period) & (alt.datum.dimension == breakdown)
     ).encode(
         # Ordinal: one tick per period, labelled by its first day (a time axis would tick at noons and weekdays).
-        x=alt.X("period_label:O", title=f"{period} starting", axis=alt.Axis(labelAngle=-45)),
+        # Years of days: labels that would overlap are left out (greedy), not drawn over each other.
+        x=alt.X("period_label:O", title=f"{period} starting",
+                axis=alt.Axis(labelAngle=-45, labelOverlap="greedy", ticks=periods <= MAX_POINTS)),
         y=alt.Y(f"{metric}:Q", title=title, scale=alt.Scale(zero=False),
                 axis=alt.Axis(format=value_format, tickMinStep=_SMALLEST_SHOWN[value_format])),
         tooltip=[alt.Tooltip("period_label:O", title=period), alt.Tooltip("dimension_value:N", title="segment"),
@@ -163,7 +170,8 @@ def trend_chart(
     solid = base.transform_filter(alt.datum.status == "complete").mark_line().encode(
         color=line_color, detail="complete_stretch:N")
     # Outlined in the value's colour, filled with it when complete: one legend, the line's.
-    points = base.mark_point(size=70, filled=True, strokeWidth=1.5).encode(
+    pointed = base.transform_filter(alt.datum.status == "incomplete") if periods > MAX_POINTS else base
+    points = pointed.mark_point(size=70, filled=True, strokeWidth=1.5).encode(
         stroke=alt.Stroke("dimension_value:N", legend=None),
         fill=alt.condition(alt.datum.status == "complete", alt.Fill("dimension_value:N", legend=None),
                            alt.value("white")),
@@ -185,7 +193,9 @@ def build_report(tables: ReportTables, title: str, generated_on: date, vega_bund
         sections.append(_tiles_section(headline_tiles(tables.kpis)))
         datasets[TRENDS] = trend_rows(tables.kpis)
         dimensions = sorted(set(datasets[TRENDS]["dimension"]))
-        trends = [(f"trend-{metric}-{period}", trend_chart(period, metric, name, dimensions))
+        periods = datasets[TRENDS].groupby("period")["period_start"].nunique().to_dict()
+        trends = [(f"trend-{metric}-{period}", trend_chart(period, metric, name, dimensions,
+                                                           periods=periods.get(period, 0)))
                   for metric, name in (("aps", "APS, actions per session"), ("spu", "SPU, sessions per user"))
                   for period in PERIODS]
         capped = "".join(f" {html.escape(str(dimension))}: the {MAX_LINES} of its {count} values with the most "
@@ -194,7 +204,8 @@ def build_report(tables: ReportTables, title: str, generated_on: date, vega_bund
             "<section><h2>Trends</h2><p class=\"hint\">A line is dashed into a period not yet complete, whose point "
             f"is hollow and whose date says (incomplete).{capped}</p>" + _chart_divs(trends) + "</section>"
         )
-        engagement = [(f"engagement-{metric}", trend_chart("day", metric, name, dimensions, value_format))
+        engagement = [(f"engagement-{metric}",
+                       trend_chart("day", metric, name, dimensions, value_format, periods.get("day", 0)))
                       for metric, name, value_format in _ENGAGEMENT if metric in tables.kpis.columns]
         sections.append("<section><h2>Engagement, by day</h2>" + _chart_divs(engagement) + "</section>")
         charts.extend(trends + engagement)

@@ -25,6 +25,7 @@ from jobs.report import (
     interval_chart,
     trend_chart,
     trend_rows,
+    MAX_POINTS,
     PAGE_COLUMNS,
 )
 from jobs.report_read import overlapping, read_report_tables
@@ -111,6 +112,14 @@ def test_a_trend_line_is_dashed_where_only_its_complete_stretches_are_not_drawn_
     assert {"filter": "(datum.status === 'complete')"} in solid["transform"]
     assert points["encoding"]["fill"]["condition"]["test"] == "(datum.status === 'complete')"  # else hollow
     assert dashed["encoding"]["x"]["field"] == "period_label"  # the date, with (incomplete) after it when so
+
+
+def test_over_years_of_days_only_incomplete_periods_keep_their_points():
+    spec = trend_chart("day", "aps", "APS", ["all"], periods=MAX_POINTS + 1).to_dict()
+
+    *_, points = spec["layer"]
+    assert {"filter": "(datum.status === 'incomplete')"} in points["transform"]
+    assert points["encoding"]["x"]["axis"]["labelOverlap"] == "greedy"  # and their dates do not overlap
 
 
 def test_the_reader_picks_the_breakdown_from_the_kpis_dimensions_all_users_first():
