@@ -200,7 +200,24 @@ def test_a_report_of_the_jobs_tables_shows_their_numbers(spark, job_report):
         change = format_change(tuesday[column] / monday[column] - 1)
         assert f'<div class="label">{label}</div><div class="value">{shown.format(tuesday[column])}</div>' in page
         assert change in page
+    assert "<h3>Week of" not in page and "<h3>Month of" not in page  # two days: neither is complete
+    # The charts' rows: every kpis row of the two days, all dimensions, with its APS and SPU.
+    data = json.loads(re.search(r"^const DATA = (.*);$", page, re.MULTILINE).group(1))["trends"]
+    charted = {(r["period"], r["dimension"], r["dimension_value"], r["period_start"]): (r["aps"], r["spu"])
+               for r in (dict(zip(data["columns"], values)) for values in data["data"])}
+    stored = {(r["period"], r["dimension"], r["dimension_value"], r["period_start"].isoformat()): (r["aps"], r["spu"])
+              for r in spark.read.format("delta").load(str(job_report / "out" / "kpis")).collect()}
+    assert charted.keys() == stored.keys()
+    assert all(charted[key] == pytest.approx(stored[key]) for key in stored)
+    # The variants as the experiments table has them, and the run as the runs table has it.
     assert "<h3>exp: 2026-11-02 to 2026-11-03, control A</h3>" in page
+    for variant in spark.read.format("delta").load(str(job_report / "out" / "experiments")).where(
+            "is_latest AND dimension = 'all'").collect():
+        assert (f"<tr><td>{variant['variant']}</td><td>{variant['users']:,}</td><td>{variant['sessions']:,}</td>"
+                f"<td>{variant['spu']:.2f}</td>") in page
+    (ledger,) = spark.read.format("delta").load(str(job_report / "out" / "runs")).collect()
+    assert (f"<td>2026-11-02 to 2026-11-03</td><td>succeeded</td><td>{ledger['rows_read']:,}</td>"
+            f"<td>{ledger['rows_deduplicated']:,}</td><td>{ledger['rows_quarantined']:,}</td>") in page
     assert "vegaEmbed" in page and len(page) > 500_000  # the real vega bundle is inlined
 
 
