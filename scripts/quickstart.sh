@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# One command from a fresh clone: install into .venv, generate the sample events and sessionize them.
-# Extra arguments go to `sessionlake sample` (e.g. --users 10000 --days 14).
+# One command from a fresh clone: install into .venv, generate the sample events, sessionize them, and write the
+# HTML report of the tables (data/sample/report.html). Extra arguments go to `sessionlake sample` (e.g. --users
+# 10000 --days 14).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
 .venv/bin/sessionlake sample "$@"
+.venv/bin/sessionlake report --output data/sample/out --out data/sample/report.html
