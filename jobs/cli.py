@@ -67,8 +67,9 @@ def _build_parser() -> argparse.ArgumentParser:
     report.add_argument("--config", type=Path, help="the job's YAML config, for where its tables are")
     report.add_argument("--output", help="the tables' folder: in place of the config's output, or without a config")
     report.add_argument("--out", type=Path, default=Path("report.html"), help="the page to write (default %(default)s)")
-    report.add_argument("--from", dest="first_day", type=_iso_date, help="periods starting on or after this day")
-    report.add_argument("--to", dest="last_day", type=_iso_date, help="periods starting on or before this day")
+    report.add_argument("--from", dest="first_day", type=_iso_date,
+                        help="the first day of the range: every period with a day in it is shown, whole")
+    report.add_argument("--to", dest="last_day", type=_iso_date, help="the last day of the range")
 
     sample = commands.add_parser("sample", parents=[common], help="generate sample events and sessionize them")
     sample.add_argument("--config", type=Path, default=SAMPLE_CONFIG, help="config for the rules (default %(default)s)")
@@ -210,20 +211,27 @@ def _report(output: OutputSpec, out: Path, first_day: date | None, last_day: dat
         from jobs.report import build_report
         from jobs.report_read import read_report_tables
     except ImportError as error:
-        raise ConfigError(f"sessionlake report needs the report extra ({error.name} is missing): "
-                          "pip install 'sessionlake[report]'") from None
+        raise _without_report_extra(error) from None
 
     spark = None
     if output.catalog is not None:
         from jobs.spark_session import get_spark
 
         spark = get_spark(spark_log_level="INFO" if verbose else None)
-    tables = read_report_tables(output, first_day, last_day, spark)
+    try:
+        tables = read_report_tables(output, first_day, last_day, spark)
+    except ImportError as error:  # deltalake, imported only for tables in a folder
+        raise _without_report_extra(error) from None
     today = datetime.now(timezone.utc).date()
     page = build_report(tables, f"sessionlake: {output.location}", today, vl_convert.javascript_bundle())
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")
     log.info("report: %s (%d bytes)", out, len(page.encode("utf-8")))
+
+
+def _without_report_extra(error: ImportError) -> ConfigError:
+    return ConfigError(f"sessionlake report needs the report extra ({error.name} is missing): "
+                       "pip install 'sessionlake[report]'")
 
 
 def _sample(config: JobConfig, users: int, first_day: date, days: int, verbose: bool) -> None:

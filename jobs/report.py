@@ -16,9 +16,18 @@ import pandas as pd
 
 from jobs.config import ALL, Table
 from jobs.inference import SRM_ALARM
-from jobs.periods import Period
+from jobs.periods import Period, next_start
 
 PERIODS = tuple(period.value for period in Period)
+# A breakdown draws at most this many lines: its values with the most sessions over the days of the range; the
+# action mix chart, its names with the most actions.
+MAX_LINES = 8
+# Past this many periods on a chart, points would hide the lines: only the incomplete periods' (hollow) are drawn.
+MAX_POINTS = 90
+# How many event names the action mix's table of changes lists.
+MIX_TABLE_NAMES = 10
+# How many runs the data-quality table lists, newest first.
+LATEST_RUNS = 10
 _TILE_METRICS = (("aps", "APS", "actions per session"), ("spu", "SPU", "sessions per user"),
                  ("sessions", "Sessions", None), ("users", "Users", None))
 
@@ -47,6 +56,8 @@ class ReportTables:
     experiments: pd.DataFrame | None = None
     action_kpis: pd.DataFrame | None = None
     runs: pd.DataFrame | None = None
+    # Kpis rows of all users for the periods just before a report's range: what the first tiles change from.
+    kpis_before: pd.DataFrame | None = None
 
 
 @dataclass(frozen=True)
@@ -60,32 +71,33 @@ class Tile:
     change: float | None  # relative: 0.05 is +5%; None without a previous period (or with a zero one)
 
 
-def headline_tiles(kpis: pd.DataFrame) -> list[Tile]:
-    """For each period kind, the latest complete period of dimension `all`: APS, SPU, sessions and users, each with
-    its relative change on the period just before (complete too). Kinds without a complete period have no tiles."""
-    overall = kpis[(kpis["dimension"] == ALL) & kpis["is_complete"]]
+def headline_tiles(kpis: pd.DataFrame, before: pd.DataFrame | None = None) -> list[Tile]:
+    """For each period kind, the latest complete period of dimension `all` in `kpis`: APS, SPU, sessions and users,
+    each with its relative change on the period just before (complete too), found in `kpis` or in `before` (the
+    rows before a report's range). Kinds without a complete period in `kpis` have no tiles."""
+    overall = kpis[(kpis["dimension"] == ALL) & kpis["is_complete"].astype(bool)]
+    earlier = overall if before is None else pd.concat([before, overall])
+    earlier = earlier[(earlier["dimension"] == ALL) & earlier["is_complete"].astype(bool)]
     tiles = []
     for period in PERIODS:
         rows = overall[overall["period"] == period].sort_values("period_start")
         if rows.empty:
             continue
         latest = rows.iloc[-1]
-        previous = rows.iloc[-2] if len(rows) > 1 and _follows(period, rows.iloc[-2]["period_start"],
-                                                                 latest["period_start"]) else None
+        candidates = earlier[(earlier["period"] == period) & (earlier["period_start"] < latest["period_start"])]
+        previous = candidates.sort_values("period_start").iloc[-1] if not candidates.empty else None
+        if previous is not None and not _follows(period, previous["period_start"], latest["period_start"]):
+            previous = None
         for column, label, _ in _TILE_METRICS:
-            before = None if previous is None else previous[column]
-            change = None if _is_missing(before) or before == 0 else latest[column] / before - 1
+            base = None if previous is None else previous[column]
+            change = None if _is_missing(base) or base == 0 else latest[column] / base - 1
             tiles.append(Tile(period, latest["period_start"], label, float(latest[column]), change))
     return tiles
 
 
 def _follows(period: str, earlier: date, later: date) -> bool:
     # The period before, not just an earlier one: a gap (days never run) has no change to show.
-    if period == "day":
-        return (later - earlier).days == 1
-    if period == "week":
-        return (later - earlier).days == 7
-    return (later.year * 12 + later.month) - (earlier.year * 12 + earlier.month) == 1
+    return next_start(earlier, Period(period)) == later
 
 
 # The engagement trends: column, title, number format (d3-format).
@@ -100,22 +112,31 @@ _ENGAGEMENT = (
 _SMALLEST_SHOWN = {".2f": 0.01, ",.0f": 1, ".1%": 0.001}
 # The page's one copy of the kpis rows that every trend chart draws from (in the page: `DATA`, see _PAGE).
 TRENDS = "trends"
-# A breakdown draws at most this many lines: its values with the most sessions in the report's range.
-MAX_LINES = 8
 
 
 def trend_rows(kpis: pd.DataFrame, max_lines: int = MAX_LINES) -> pd.DataFrame:
-    """The kpis rows the trend charts draw: for each dimension, its `max_lines` values with the most sessions (ties
-    by name), with `status` (complete or incomplete), `period_label` (the start, with ' (incomplete)' after it for
-    a period not yet complete) and `complete_stretch`, which numbers each line's runs of consecutive complete
-    periods: its solid parts."""
-    volume = kpis.groupby(["dimension", "dimension_value"], as_index=False)["sessions"].sum()
+    """The kpis rows the trend charts draw: for each dimension, its `max_lines` values with the most sessions over
+    the days (over the finest period kind present; ties by name), with `status` (complete or incomplete),
+    `period_label` (the start, with ' (incomplete)' after it for a period not yet complete) and
+    `complete_stretch`, which numbers each line's runs of complete periods that follow each other with no period
+    missing between them: its solid parts."""
+    finest = next(period for period in PERIODS if (kpis["period"] == period).any())
+    # Sessions over one period kind: days, weeks and months each count every session once.
+    volume = kpis[kpis["period"] == finest].groupby(["dimension", "dimension_value"], as_index=False)["sessions"].sum()
     volume = volume.sort_values(["dimension", "sessions", "dimension_value"], ascending=[True, False, True])
     kept = volume.groupby("dimension").head(max_lines)[["dimension", "dimension_value"]]
     rows = kpis.merge(kept, on=["dimension", "dimension_value"]).sort_values(
-        ["period", "dimension", "dimension_value", "period_start"])
+        ["period", "dimension", "dimension_value", "period_start"]).reset_index(drop=True)
+    series = [rows["period"], rows["dimension"], rows["dimension_value"]]
     start = pd.to_datetime(rows["period_start"]).dt.strftime("%Y-%m-%d")
     incomplete = ~rows["is_complete"].astype(bool)
+    # A stretch ends at an incomplete period and where periods are missing (days never run, or a segment value
+    # without sessions that day): the line is dashed there, never drawn solid across what is not there.
+    previous = rows["period_start"].groupby(series).shift()
+    after_a_gap = pd.Series([
+        not pd.isna(before) and next_start(before, Period(period)) != this
+        for period, before, this in zip(rows["period"], previous, rows["period_start"])
+    ], index=rows.index, dtype=bool)
     engagement = [column for column, _, _ in _ENGAGEMENT if column in rows.columns]
     return pd.DataFrame({
         "period": rows["period"],
@@ -124,11 +145,9 @@ def trend_rows(kpis: pd.DataFrame, max_lines: int = MAX_LINES) -> pd.DataFrame:
         "dimension": rows["dimension"],
         "dimension_value": rows["dimension_value"],
         "status": incomplete.map({False: "complete", True: "incomplete"}),
-        # Each incomplete period ends a stretch, so complete periods on either side of it are not joined solid.
-        "complete_stretch": incomplete.astype(int).groupby(
-            [rows["period"], rows["dimension"], rows["dimension_value"]]).cumsum(),
+        "complete_stretch": (incomplete | after_a_gap).astype(int).groupby(series).cumsum(),
         **{column: rows[column].astype(float) for column in ("sessions", "users", "aps", "spu", *engagement)},
-    }).reset_index(drop=True)
+    })
 
 
 def capped_breakdowns(kpis: pd.DataFrame, max_lines: int = MAX_LINES) -> dict[str, int]:
@@ -137,17 +156,15 @@ def capped_breakdowns(kpis: pd.DataFrame, max_lines: int = MAX_LINES) -> dict[st
     return {dimension: int(count) for dimension, count in values.items() if count > max_lines}
 
 
-# Past this many periods on a chart, points would hide the lines: only the incomplete periods' (hollow) are drawn.
-MAX_POINTS = 90
 
 
 def trend_chart(
-    period: str, metric: str, title: str, dimensions: list[str], value_format: str = ".2f", periods: int = 0
+    period: str, metric: str, title: str, dimensions: list[str], value_format: str = ".2f", period_count: int = 0
 ) -> alt.LayerChart:
     """`metric` (a column of trend_rows) by period, a line per value of the breakdown the reader picks from a list
     under the chart (`all` first, then `dimensions`). A line is solid between complete periods and dashed into an
     incomplete one, whose point is hollow and whose date says so, so a half-finished week is not read as a drop.
-    Over more than MAX_POINTS `periods`, only the incomplete periods have points."""
+    Over more than MAX_POINTS periods (`period_count`), only the incomplete periods have points."""
     breakdown = alt.param(name="breakdown", value=ALL,
                           bind=alt.binding_select(options=[ALL, *sorted(set(dimensions) - {ALL})], name="Breakdown "))
     base = alt.Chart(alt.NamedData(TRENDS)).transform_filter(
@@ -156,7 +173,7 @@ def trend_chart(
         # Ordinal: one tick per period, labelled by its first day (a time axis would tick at noons and weekdays).
         # Years of days: labels that would overlap are left out (greedy), not drawn over each other.
         x=alt.X("period_label:O", title=f"{period} starting",
-                axis=alt.Axis(labelAngle=-45, labelOverlap="greedy", ticks=periods <= MAX_POINTS)),
+                axis=alt.Axis(labelAngle=-45, labelOverlap="greedy", ticks=period_count <= MAX_POINTS)),
         y=alt.Y(f"{metric}:Q", title=title, scale=alt.Scale(zero=False),
                 axis=alt.Axis(format=value_format, tickMinStep=_SMALLEST_SHOWN[value_format])),
         tooltip=[alt.Tooltip("period_label:O", title=period), alt.Tooltip("dimension_value:N", title="segment"),
@@ -170,7 +187,7 @@ def trend_chart(
     solid = base.transform_filter(alt.datum.status == "complete").mark_line().encode(
         color=line_color, detail="complete_stretch:N")
     # Outlined in the value's colour, filled with it when complete: one legend, the line's.
-    pointed = base.transform_filter(alt.datum.status == "incomplete") if periods > MAX_POINTS else base
+    pointed = base.transform_filter(alt.datum.status == "incomplete") if period_count > MAX_POINTS else base
     points = pointed.mark_point(size=70, filled=True, strokeWidth=1.5).encode(
         stroke=alt.Stroke("dimension_value:N", legend=None),
         fill=alt.condition(alt.datum.status == "complete", alt.Fill("dimension_value:N", legend=None),
@@ -188,24 +205,25 @@ def build_report(tables: ReportTables, title: str, generated_on: date, vega_bund
     if tables.kpis is None:
         sections.append(_note("KPIs", "no kpis table yet: run the job first"))
     elif tables.kpis.empty:
-        sections.append(_note("KPIs", "no period starts in the days asked"))
+        sections.append(_note("KPIs", "no kpis rows for the days asked"))
     else:
-        sections.append(_tiles_section(headline_tiles(tables.kpis)))
+        sections.append(_tiles_section(headline_tiles(tables.kpis, tables.kpis_before)))
         datasets[TRENDS] = trend_rows(tables.kpis)
         dimensions = sorted(set(datasets[TRENDS]["dimension"]))
-        periods = datasets[TRENDS].groupby("period")["period_start"].nunique().to_dict()
+        period_counts = datasets[TRENDS].groupby("period")["period_start"].nunique().to_dict()
         trends = [(f"trend-{metric}-{period}", trend_chart(period, metric, name, dimensions,
-                                                           periods=periods.get(period, 0)))
+                                                           period_count=period_counts.get(period, 0)))
                   for metric, name in (("aps", "APS, actions per session"), ("spu", "SPU, sessions per user"))
                   for period in PERIODS]
         capped = "".join(f" {html.escape(str(dimension))}: the {MAX_LINES} of its {count} values with the most "
                          "sessions." for dimension, count in capped_breakdowns(tables.kpis).items())
         sections.append(
             "<section><h2>Trends</h2><p class=\"hint\">A line is dashed into a period not yet complete, whose point "
-            f"is hollow and whose date says (incomplete).{capped}</p>" + _chart_divs(trends) + "</section>"
+            "is hollow and whose date says (incomplete), and across periods with no row (days never run)."
+            f"{capped}</p>{_chart_divs(trends)}</section>"
         )
         engagement = [(f"engagement-{metric}",
-                       trend_chart("day", metric, name, dimensions, value_format, periods.get("day", 0)))
+                       trend_chart("day", metric, name, dimensions, value_format, period_counts.get("day", 0)))
                       for metric, name, value_format in _ENGAGEMENT if metric in tables.kpis.columns]
         sections.append("<section><h2>Engagement, by day</h2>" + _chart_divs(engagement) + "</section>")
         charts.extend(trends + engagement)
@@ -237,8 +255,6 @@ def _chart_divs(charts: list[tuple[str, alt.TopLevelMixin]]) -> str:
     return "".join(f'<div class="chart" id="{chart_id}"></div>' for chart_id, _ in charts)
 
 
-# How many runs the data-quality table lists, newest first.
-LATEST_RUNS = 10
 
 
 def action_mix_chart(action_kpis: pd.DataFrame, max_lines: int = MAX_LINES) -> alt.Chart:
@@ -254,7 +270,7 @@ def action_mix_chart(action_kpis: pd.DataFrame, max_lines: int = MAX_LINES) -> a
         "share": rows["share_of_actions"].astype(float),
     })
     return alt.Chart(data).mark_line(point=True).encode(
-        x=alt.X("period_start:O", title="day", axis=alt.Axis(labelAngle=-45)),
+        x=alt.X("period_start:O", title="day", axis=alt.Axis(labelAngle=-45, labelOverlap="greedy")),
         y=alt.Y("share:Q", title="share of actions", axis=alt.Axis(format=".0%")),
         color=alt.Color("event_name:N", title=None, sort=alt.EncodingSortField("share", op="mean", order="descending")),
         tooltip=["period_start:O", "event_name:N", alt.Tooltip("share:Q", format=".1%")],
@@ -272,7 +288,9 @@ class MixChange:
     users: int  # distinct users with the action in the latest period
 
 
-def action_mix_changes(action_kpis: pd.DataFrame, top: int = 10) -> tuple[str, date, list[MixChange]] | None:
+def action_mix_changes(
+    action_kpis: pd.DataFrame, top: int = MIX_TABLE_NAMES
+) -> tuple[str, date, list[MixChange]] | None:
     """How the mix moved: the latest complete week (the latest complete day without one) of dimension all against
     the period just before, for the `top` names with the largest share in either, largest latest share first (ties
     by name). A name missing from one period has a share of 0 there. None without a complete day."""
@@ -326,8 +344,8 @@ def _action_mix_section(action_kpis: pd.DataFrame) -> str:
         table = (f"<h3>{period.capitalize()} of {start.isoformat()}, against the {period} before</h3>"
                  f'<div class="scroll"><table class="names">{head}{rows}</table></div>')
     return ('<section><h2>Action mix</h2><p class="hint">Each action\'s share of all actions, by day, for the '
-            f"{MAX_LINES} actions with the most (names past metrics.max_action_names are folded into (other)).</p>"
-            f'<div class="chart" id="action-mix"></div>{table}</section>')
+            f"{MAX_LINES} names with the most actions (names past metrics.max_action_names are folded into "
+            f'(other)).</p><div class="chart" id="action-mix"></div>{table}</section>')
 
 
 def _runs_section(runs: pd.DataFrame) -> str:
@@ -499,14 +517,15 @@ _PAGE = """<!DOCTYPE html>
 body {{ font-family: system-ui, sans-serif; margin: 0 auto; max-width: 1100px; padding: 1rem; color: #222; }}
 h1 {{ font-size: 1.5rem; }} h2 {{ font-size: 1.2rem; border-bottom: 1px solid #ddd; }} h3 {{ font-size: 1rem; }}
 .tiles {{ display: flex; flex-wrap: wrap; gap: 0.75rem; }}
-.tile {{ flex: 1 1 10rem; border: 1px solid #ddd; border-radius: 6px; padding: 0.6rem 0.8rem; }}
+.tile {{ flex: 1 1 9rem; box-sizing: border-box; border: 1px solid #ddd; border-radius: 6px; padding: 0.6rem 0.8rem; }}
 .tile .label {{ color: #555; font-size: 0.85rem; }} .tile .value {{ font-size: 1.6rem; font-weight: 600; }}
 .change {{ font-size: 0.85rem; }} .up {{ color: #17803d; }} .down {{ color: #b42318; }} .flat {{ color: #555; }}
 .chart {{ width: 100%; margin: 1rem 0; }} .note, .hint {{ color: #555; }} .warning {{ color: #b42318; }}
 .scroll {{ overflow-x: auto; }} table {{ border-collapse: collapse; font-size: 0.9rem; }}
 th, td {{ padding: 0.25rem 0.6rem; text-align: right; border-bottom: 1px solid #eee; white-space: nowrap; }}
 td:last-child {{ white-space: normal; text-align: left; }}
-table.names td:first-child {{ text-align: left; white-space: normal; }} table.names td:last-child {{ text-align: right; }}
+table.names td:first-child, table.names th:first-child {{ text-align: left; white-space: normal; }}
+table.names td:last-child {{ text-align: right; }}
 </style>
 </head>
 <body>

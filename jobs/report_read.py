@@ -4,6 +4,7 @@ rows of the periods asked for."""
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
@@ -17,9 +18,11 @@ from jobs.report import PAGE_COLUMNS, ReportTables
 if TYPE_CHECKING:  # Spark only for a catalog output: the report runs where only the report extra is installed
     from pyspark.sql import SparkSession
 
-# The longest period (a month) starts at most this long before a day it holds: the bound pushed down to delta-rs,
-# before the exact overlap test here.
-_LONGEST_PERIOD = timedelta(days=30)
+# How far before a range's first day the periods the page needs can start, pushed down to the reader as a bound
+# on period_start before the exact test here: the period holding the first day (a month: at most 30 days before
+# it), and the period just before that one, which the first tiles change from (at most 30 + 31 days before).
+_REACH = timedelta(days=30)
+_REACH_BEFORE = timedelta(days=61)
 
 
 # One table's rows for the page: its columns that the page draws, the rows passing every (column, op, value)
@@ -31,20 +34,23 @@ def read_report_tables(
     output: OutputSpec, first_day: date | None = None, last_day: date | None = None, spark: SparkSession | None = None
 ) -> ReportTables:
     """The rows the page draws: the kpis and action_kpis (dimension all) of every period with a day in [first_day,
-    last_day] (either end open when None), each experiment's latest window (all users), and the runs; a table that
-    does not exist is None. Tables in a folder are read with delta-rs; catalog tables (output.catalog), which
-    delta-rs cannot find, with `spark`."""
+    last_day] (either end open when None), the kpis of all users for the periods just before the range, each
+    experiment's latest window (all users), and the runs; a table that does not exist is None. Tables in a folder
+    are read with delta-rs; catalog tables (output.catalog), which delta-rs cannot find, with `spark`."""
     if output.catalog is not None and spark is None:
         raise ValueError("a catalog output is read with Spark: pass spark")
     load = _spark_loader(spark, output) if output.catalog is not None else _delta_rs_loader(output)
-    in_range = _starts_that_can_overlap(first_day, last_day)
+    kpis = load(Table.KPIS, _starts_between(first_day, _REACH_BEFORE, last_day))
+    in_range = overlapping(kpis, first_day, last_day)
+    action_kpis = load(Table.ACTION_KPIS, [*_starts_between(first_day, _REACH, last_day), ("dimension", "=", ALL)])
     experiments = load(Table.EXPERIMENTS, [("dimension", "=", ALL)])
     return ReportTables(
-        kpis=overlapping(load(Table.KPIS, in_range), first_day, last_day),
+        kpis=in_range,
+        kpis_before=None if kpis is None else kpis.drop(in_range.index)[lambda rows: rows["dimension"] == ALL],
         # Booleans are filtered here, not by delta-rs: Spark writes no min/max for a boolean column, and delta-rs
         # 1.6 then skips every file (0 rows for is_latest = true; delta-io/delta-rs#4490).
         experiments=None if experiments is None else experiments[experiments["is_latest"].astype(bool)],
-        action_kpis=overlapping(load(Table.ACTION_KPIS, [*in_range, ("dimension", "=", ALL)]), first_day, last_day),
+        action_kpis=overlapping(action_kpis, first_day, last_day),
         runs=load(Table.RUNS, []),
     )
 
@@ -52,26 +58,32 @@ def read_report_tables(
 def overlapping(rows: pd.DataFrame | None, first_day: date | None, last_day: date | None) -> pd.DataFrame | None:
     """The rows of periods with at least one day in [first_day, last_day] (either end open when None): a range
     from a Wednesday keeps that week and its month, whole."""
-    if rows is None or rows.empty:
+    if rows is None or rows.empty or (first_day is None and last_day is None):
         return rows
-    starts = rows[["period", "period_start"]].drop_duplicates()
-    last_days = {(period, start): next_start(start, Period(period)) - timedelta(days=1)
-                 for period, start in starts.itertuples(index=False)}
-    period_end = pd.Series([last_days[key] for key in zip(rows["period"], rows["period_start"])], index=rows.index)
     keep = pd.Series(True, index=rows.index)
     if first_day is not None:
-        keep &= period_end >= first_day
+        keep &= _period_ends(rows) >= first_day
     if last_day is not None:
         keep &= rows["period_start"] <= last_day
     return rows[keep]
 
 
-def _starts_that_can_overlap(first_day: date | None, last_day: date | None) -> list[tuple]:
+def _period_ends(rows: pd.DataFrame) -> pd.Series:
+    # Each row's last day, computed once per distinct period.
+    starts = rows[["period", "period_start"]].drop_duplicates()
+    starts["period_end"] = [next_start(start, Period(period)) - timedelta(days=1)
+                            for period, start in starts.itertuples(index=False)]
+    ends = rows[["period", "period_start"]].merge(starts, how="left", on=["period", "period_start"])["period_end"]
+    return pd.Series(ends.to_numpy(), index=rows.index)
+
+
+def _starts_between(first_day: date | None, reach: timedelta, latest: date | None) -> list[tuple]:
+    # Period starts from `reach` before first_day to latest, as filters for the loaders.
     bounds = []
     if first_day is not None:
-        bounds.append(("period_start", ">=", first_day - _LONGEST_PERIOD))
-    if last_day is not None:
-        bounds.append(("period_start", "<=", last_day))
+        bounds.append(("period_start", ">=", first_day - reach))
+    if latest is not None:
+        bounds.append(("period_start", "<=", latest))
     return bounds
 
 
@@ -92,6 +104,9 @@ def _delta_rs_loader(output: OutputSpec) -> Loader:
 
 def _spark_loader(spark: SparkSession, output: OutputSpec) -> Loader:
     from pyspark.sql import functions as F
+    from pyspark.sql.types import TimestampType
+
+    zone = spark.conf.get("spark.sql.session.timeZone")
 
     def load(table: Table, filters: list[tuple]) -> pd.DataFrame | None:
         name = output.table_path(table)
@@ -100,13 +115,17 @@ def _spark_loader(spark: SparkSession, output: OutputSpec) -> Loader:
         rows = spark.read.table(name)
         for column, op, value in filters:
             rows = rows.where(_COMPARE[op](F.col(column), F.lit(value)))
+        # toPandas gives an instant as the session zone's wall-clock time; the page shows UTC, as delta-rs reads it.
+        columns = [F.to_utc_timestamp(column, zone).alias(column)
+                   if isinstance(rows.schema[column].dataType, TimestampType) else F.col(column)
+                   for column in _page_columns(table, set(rows.columns))]
         # Aggregates only (periods x segment values, variants, runs): small enough for the driver.
-        return rows.select(*_page_columns(table, set(rows.columns))).toPandas()
+        return rows.select(*columns).toPandas()
 
     return load
 
 
-_COMPARE = {"=": lambda a, b: a == b, ">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b}
+_COMPARE = {"=": operator.eq, ">=": operator.ge, "<=": operator.le}
 
 
 def _page_columns(table: Table, present: set[str]) -> list[str]:

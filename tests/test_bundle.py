@@ -96,8 +96,8 @@ def test_installing_the_wheel_on_a_cluster_leaves_its_spark_and_delta_alone(whee
     assert any(r.startswith("pyspark==4.2.0") and 'extra == "spark"' in r for r in required)
 
 
-def _task(name: str, key: str = "sessionize") -> dict:
-    _, job = _bundle()["jobs"][name]
+def _task(bundle: dict, name: str, key: str = "sessionize") -> dict:
+    _, job = bundle["jobs"][name]
     (task,) = [task for task in job["tasks"] if task["task_key"] == key]
     return task
 
@@ -105,7 +105,7 @@ def _task(name: str, key: str = "sessionize") -> dict:
 def _task_parameters(name: str, given: dict[str, str] | None = None, key: str = "sessionize") -> list[str]:
     bundle = _bundle()
     _, job = bundle["jobs"][name]
-    return [_resolve(p, bundle, job, given) for p in _task(name, key)["python_wheel_task"]["parameters"]]
+    return [_resolve(p, bundle, job, given) for p in _task(bundle, name, key)["python_wheel_task"]["parameters"]]
 
 
 @pytest.mark.parametrize(
@@ -135,7 +135,7 @@ def test_a_backfill_run_without_its_range_is_refused(capsys):
 
 
 def test_the_daily_job_writes_the_report_next_to_the_tables_once_they_are_up_to_date():
-    task = _task("sessionlake_daily", "report")
+    task = _task(_bundle(), "sessionlake_daily", "report")
 
     args = parse_args(_task_parameters("sessionlake_daily", key="report"))
 

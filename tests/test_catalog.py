@@ -69,7 +69,13 @@ def test_the_report_reads_catalog_tables_through_spark_as_delta_rs_reads_their_f
     )
     pipeline.run(spark, load_config(tmp_path / "job.yaml"), DAY, DAY + timedelta(days=1))
 
-    through_spark = read_report_tables(OutputSpec(catalog=schema), DAY + timedelta(days=1), None, spark)
+    # In a session zone other than UTC: the runs' start times must still come out in UTC, as delta-rs gives them.
+    zone = spark.conf.get("spark.sql.session.timeZone")
+    spark.conf.set("spark.sql.session.timeZone", "America/Los_Angeles")
+    try:
+        through_spark = read_report_tables(OutputSpec(catalog=schema), DAY + timedelta(days=1), None, spark)
+    finally:
+        spark.conf.set("spark.sql.session.timeZone", zone)
     # The managed tables' files, in the schema's folder of the warehouse, read with delta-rs.
     folder = Path(spark.sql(f"DESCRIBE DETAIL {schema}.kpis").first()["location"].removeprefix("file:")).parent
     of_files = read_report_tables(OutputSpec(path=str(folder)), DAY + timedelta(days=1))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from datetime import date
 from pathlib import Path
 
@@ -13,6 +14,8 @@ import pytest
 from jobs.cli import main
 from jobs.config import OutputSpec, Table
 from jobs.report import (
+    MAX_POINTS,
+    PAGE_COLUMNS,
     MixChange,
     ReportTables,
     Tile,
@@ -25,8 +28,6 @@ from jobs.report import (
     interval_chart,
     trend_chart,
     trend_rows,
-    MAX_POINTS,
-    PAGE_COLUMNS,
 )
 from jobs.report_read import overlapping, read_report_tables
 from tests.test_experiments import TAGGED_MON_TUE, with_tagged_events
@@ -79,10 +80,24 @@ def test_headline_tiles_show_the_latest_complete_period_of_each_kind_and_its_cha
 
 
 def test_a_change_is_only_against_the_period_just_before():
-    tiles = headline_tiles(kpis([("day", date(2026, 11, 1), 10, 5, 16, True), ("day", date(2026, 11, 3), 12, 4, 24, True)]))
+    tiles = headline_tiles(kpis([("day", date(2026, 11, 1), 10, 5, 16, True),
+                                 ("day", date(2026, 11, 3), 12, 4, 24, True)]))
 
     assert {tile.period_start for tile in tiles} == {date(2026, 11, 3)}
     assert all(tile.change is None for tile in tiles)  # 2 November was never run: no change to show
+
+
+def test_the_first_tiles_of_a_range_change_from_the_period_just_before_it():
+    in_range = kpis([("day", date(2026, 11, 2), 12, 4, 24, True), ("month", date(2027, 1, 1), 30, 10, 60, True)])
+    before = kpis([("day", date(2026, 11, 1), 10, 5, 16, True), ("month", date(2026, 12, 1), 20, 10, 40, True),
+                   ("week", date(2026, 10, 26), 10, 5, 16, True)])  # not in the range: no week tile
+
+    tiles = {(tile.period, tile.label): tile for tile in headline_tiles(in_range, before)}
+
+    # Day: APS 2.0 on 1.6 = +25%. Month: January after December, SPU 3.0 on 2.0 = +50%.
+    assert tiles[("day", "APS")] == Tile("day", date(2026, 11, 2), "APS", 2.0, pytest.approx(0.25))
+    assert tiles[("month", "SPU")] == Tile("month", date(2027, 1, 1), "SPU", 3.0, pytest.approx(0.5))
+    assert {period for period, _ in tiles} == {"day", "month"}
 
 
 def test_incomplete_periods_are_labelled_and_break_the_solid_stretches_of_a_line():
@@ -103,7 +118,14 @@ def test_incomplete_periods_are_labelled_and_break_the_solid_stretches_of_a_line
     ]
 
 
-def test_a_trend_line_is_dashed_where_only_its_complete_stretches_are_not_drawn_solid_over_it():
+def test_a_missing_day_breaks_the_solid_stretch_of_a_line():
+    days = [("day", date(2026, 11, 1), 10, 5, 16, True), ("day", date(2026, 11, 2), 10, 5, 16, True),
+            ("day", date(2026, 11, 4), 10, 5, 16, True)]  # 3 November was never run
+
+    assert trend_rows(kpis(days))["complete_stretch"].tolist() == [0, 0, 1]
+
+
+def test_a_trend_line_is_solid_only_over_its_complete_stretches_and_dashed_elsewhere():
     spec = trend_chart("week", "aps", "APS", ["all"]).to_dict()
 
     dashed, solid, points = spec["layer"]
@@ -115,10 +137,11 @@ def test_a_trend_line_is_dashed_where_only_its_complete_stretches_are_not_drawn_
 
 
 def test_over_years_of_days_only_incomplete_periods_keep_their_points():
-    spec = trend_chart("day", "aps", "APS", ["all"], periods=MAX_POINTS + 1).to_dict()
+    *_, points = trend_chart("day", "aps", "APS", ["all"], period_count=MAX_POINTS + 1).to_dict()["layer"]
+    *_, all_points = trend_chart("day", "aps", "APS", ["all"], period_count=MAX_POINTS).to_dict()["layer"]
 
-    *_, points = spec["layer"]
     assert {"filter": "(datum.status === 'incomplete')"} in points["transform"]
+    assert {"filter": "(datum.status === 'incomplete')"} not in all_points["transform"]
     assert points["encoding"]["x"]["axis"]["labelOverlap"] == "greedy"  # and their dates do not overlap
 
 
@@ -148,11 +171,27 @@ def test_a_breakdown_draws_the_values_with_the_most_sessions_up_to_the_cap():
     assert capped_breakdowns(rows, max_lines=3) == {"country": 5}
 
 
+def test_a_breakdowns_lines_are_ranked_on_the_sessions_of_the_days_not_on_whole_weeks_and_months():
+    # In a range of one day: se has 1 session on it but 1,000 over its month (days outside the range); no 100.
+    rows = pd.concat([
+        kpis([("day", date(2026, 11, 10), 1, 1, 1, True), ("month", date(2026, 11, 1), 1_000, 10, 1_000, True)])
+        .assign(dimension="country", dimension_value="se"),
+        kpis([("day", date(2026, 11, 10), 100, 10, 100, True), ("month", date(2026, 11, 1), 100, 10, 100, True)])
+        .assign(dimension="country", dimension_value="no"),
+    ])
+
+    assert set(trend_rows(rows, max_lines=1)["dimension_value"]) == {"no"}
+
+
 def test_the_page_shows_the_tiles_for_people_and_inlines_every_script():
     page = build_report(ReportTables(kpis=kpis(NOV)), "sessionlake: test", date(2026, 11, 3), "/* vega bundle */")
 
     assert '<div class="value">2.00</div><div class="change up">+25.0% on the period before</div>' in page
     assert '<div class="value">4</div><div class="change down">-20.0% on the period before</div>' in page
+    flat = build_report(ReportTables(kpis=kpis([("day", date(2026, 11, 1), 10_000, 5, 16, True),
+                                                ("day", date(2026, 11, 2), 10_004, 5, 16, True)])), "t",
+                        date(2026, 11, 3), "")
+    assert '<div class="change flat">0.0% on the period before</div>' in flat  # +0.04%: not a rise in green
     assert page.count('<div class="chart" id="trend-') == 6  # APS and SPU by day, week and month
     assert page.count('<div class="chart" id="engagement-') == 5  # duration median and p90, three rates
     assert page.count('draw("#') == 11
@@ -197,9 +236,12 @@ def test_a_report_of_the_jobs_tables_shows_their_numbers(spark, job_report):
     assert "<h3>Day of 2026-11-03</h3>" in page  # the latest complete day, against Monday
     for label, column, shown in (("APS", "aps", "{:,.2f}"), ("SPU", "spu", "{:,.2f}"), ("Sessions", "sessions", "{:,}"),
                                  ("Users", "users", "{:,}")):
-        change = format_change(tuesday[column] / monday[column] - 1)
-        assert f'<div class="label">{label}</div><div class="value">{shown.format(tuesday[column])}</div>' in page
-        assert change in page
+        change = 100 * (tuesday[column] / monday[column] - 1)
+        # README rule 1: one decimal with its sign, a flat 0.0% when it rounds to nothing (APS: 1.50 both days).
+        direction = "flat" if round(change, 1) == 0 else "up" if change > 0 else "down"
+        text = "0.0" if direction == "flat" else f"{change:+.1f}"
+        assert (f'<div class="label">{label}</div><div class="value">{shown.format(tuesday[column])}</div>'
+                f'<div class="change {direction}">{text}% on the period before</div>') in page, label
     assert "<h3>Week of" not in page and "<h3>Month of" not in page  # two days: neither is complete
     # The charts' rows: every kpis row of the two days, all dimensions, with its APS and SPU.
     data = json.loads(re.search(r"^const DATA = (.*);$", page, re.MULTILINE).group(1))["trends"]
@@ -234,6 +276,37 @@ def test_the_reader_reads_the_columns_the_page_draws_and_the_periods_overlapping
         ("A", date(2026, 11, 3)), ("B", date(2026, 11, 3))]
     assert set(tables.experiments["dimension"]) == {"all"}
     assert len(tables.runs) == 1
+
+
+def test_a_range_from_the_last_day_of_a_month_reads_that_month_and_the_periods_before_for_the_tiles(tmp_path):
+    from deltalake import write_deltalake
+
+    rows = kpis([("month", date(2026, 9, 1), 10, 5, 16, True), ("month", date(2026, 10, 1), 12, 4, 24, True),
+                 ("day", date(2026, 10, 30), 10, 5, 16, True), ("day", date(2026, 10, 31), 12, 4, 24, True)])
+    write_deltalake(str(tmp_path / "kpis"), pd.concat([rows, rows.assign(dimension="platform", dimension_value="ios")]),
+                    partition_by=["period"])
+
+    tables = read_report_tables(OutputSpec(path=str(tmp_path)), first_day=date(2026, 10, 31))
+
+    # October holds 31 October; September and 30 October are the periods just before, of all users only.
+    assert sorted(zip(tables.kpis["period"], tables.kpis["dimension"], tables.kpis["period_start"])) == [
+        ("day", "all", date(2026, 10, 31)), ("day", "platform", date(2026, 10, 31)),
+        ("month", "all", date(2026, 10, 1)), ("month", "platform", date(2026, 10, 1))]
+    assert sorted(zip(tables.kpis_before["period"], tables.kpis_before["period_start"])) == [
+        ("day", date(2026, 10, 30)), ("month", date(2026, 9, 1))]
+    assert set(tables.kpis_before["dimension"]) == {"all"}
+    page = build_report(tables, "t", date(2026, 11, 1), "")
+    assert page.count("+25.0% on the period before") == 2  # APS 2.0 on 1.6, for the day and for the month
+    assert (tables.experiments, tables.action_kpis, tables.runs) == (None, None, None)  # tables never written
+
+
+def test_the_report_without_deltalake_names_the_extra_to_install(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "deltalake", None)  # as where the report extra is not installed
+
+    assert main(["report", "--output", str(tmp_path), "--out", str(tmp_path / "report.html")]) == 2
+
+    assert ("needs the report extra (deltalake is missing): pip install 'sessionlake[report]'"
+            in capsys.readouterr().err)
 
 
 def test_a_period_is_in_a_range_when_one_of_its_days_is():
@@ -371,8 +444,10 @@ def actions(rows) -> pd.DataFrame:
 
 def test_the_action_mix_chart_draws_the_share_of_the_names_with_the_most_actions():
     rows = pd.concat([
-        actions([("day", date(2026, 11, 1), "view", 6, 3, 2, 4, 8, True), ("day", date(2026, 11, 1), "buy", 2, 2, 2, 4, 8, True),
-                 ("day", date(2026, 11, 2), "view", 1, 1, 1, 2, 4, True), ("day", date(2026, 11, 2), "like", 3, 2, 1, 2, 4, True)]),
+        actions([("day", date(2026, 11, 1), "view", 6, 3, 2, 4, 8, True),
+                 ("day", date(2026, 11, 1), "buy", 2, 2, 2, 4, 8, True),
+                 ("day", date(2026, 11, 2), "view", 1, 1, 1, 2, 4, True),
+                 ("day", date(2026, 11, 2), "like", 3, 2, 1, 2, 4, True)]),
         actions([("day", date(2026, 11, 1), "view", 6, 3, 2, 4, 6, True)]).assign(dimension="platform"),  # not drawn
     ])
 
@@ -407,6 +482,19 @@ def test_the_mix_changes_compare_the_latest_complete_week_with_the_week_before()
         MixChange("view", 0.5, pytest.approx(-10.0), 0.75, 5),
         MixChange("buy", 0.0, pytest.approx(-40.0), 0.0, 0),
     ]
+
+
+def test_the_mix_changes_list_the_names_largest_in_either_period_and_so_keep_one_that_vanished():
+    # Week of 26 October: one name with 80% of the 100 actions, gone the week after; ten names of 10% each then.
+    earlier = [("week", date(2026, 10, 26), "gone", 80, 8, 8, 10, 100, True)] + [
+        ("week", date(2026, 10, 26), f"n{n}", 2, 1, 1, 10, 100, True) for n in range(10)]
+    latest = [("week", date(2026, 11, 2), f"n{n}", 10, 5, 5, 10, 100, True) for n in range(10)]
+
+    _, _, changes = action_mix_changes(actions(earlier + latest), top=3)
+
+    # gone (80% before) and the two first by name of n0..n9 (10% now): gone shows last, at 0% now, -80 points.
+    assert [(change.event_name, change.share) for change in changes] == [("n0", 0.1), ("n1", 0.1), ("gone", 0.0)]
+    assert changes[-1].change_points == pytest.approx(-80.0)
 
 
 def test_the_mix_changes_fall_back_to_days_and_show_no_change_without_the_period_before():
@@ -461,6 +549,20 @@ def test_values_from_the_data_cannot_close_the_pages_script():
     assert "\\u003c\\/script>\\u003cscript>alert(1)\\/\\/" in page  # the value, escaped in the page's data
 
 
+def test_event_variant_and_experiment_names_are_escaped_in_the_page():
+    bad = "<b>x</b>"
+    mix = actions([("day", date(2026, 11, 2), bad, 3, 2, 2, 2, 4, True)])
+    variants = experiments(variant(bad, False, 1_010, 2.2, 5.5, lift=0.1), variant("old", True, 990, 2.0, 5.0))
+
+    page = build_report(ReportTables(kpis=None, action_kpis=mix, experiments=variants.assign(experiment_id=bad)),
+                        "t", date(2026, 11, 3), "")
+
+    assert bad not in page
+    assert "<tr><td>&lt;b&gt;x&lt;/b&gt;</td><td>75.0%</td>" in page  # the action
+    assert "<h3>&lt;b&gt;x&lt;/b&gt;: 2026-11-02" in page  # the experiment
+    assert "<tr><td>&lt;b&gt;x&lt;/b&gt;</td><td>1,010</td>" in page  # the variant
+
+
 def test_the_page_holds_years_of_kpis_rows_once_for_all_its_charts():
     days = pd.date_range("2024-01-01", periods=3 * 365).date
     rows = pd.concat([kpis([("day", day, 10, 5, 16, True) for day in days]).assign(dimension="country",
@@ -489,4 +591,4 @@ def test_counts_are_whole_numbers_even_when_read_as_floats_and_a_period_after_a_
 def test_a_range_without_periods_is_a_note():
     page = build_report(ReportTables(kpis=kpis(NOV).iloc[0:0]), "t", date(2026, 11, 9), "")
 
-    assert "no period starts in the days asked" in page
+    assert "no kpis rows for the days asked" in page
