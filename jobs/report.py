@@ -28,9 +28,8 @@ MAX_POINTS = 90
 MIX_TABLE_NAMES = 10
 # How many runs the data-quality table lists, newest first.
 LATEST_RUNS = 10
-_TILE_METRICS = (("aps", "APS", "actions per session"), ("spu", "SPU", "sessions per user"),
-                 ("sessions", "Sessions", None), ("users", "Users", None))
-
+# The headline tiles: column, label.
+_TILE_METRICS = (("aps", "APS"), ("spu", "SPU"), ("sessions", "Sessions"), ("users", "Users"))
 
 _PERIOD_KEY = ("period", "period_start", "dimension", "dimension_value")
 _STATISTICS = tuple(f"{metric}{suffix}" for metric in ("spu", "aps")
@@ -88,7 +87,7 @@ def headline_tiles(kpis: pd.DataFrame, before: pd.DataFrame | None = None) -> li
         previous = candidates.sort_values("period_start").iloc[-1] if not candidates.empty else None
         if previous is not None and not _follows(period, previous["period_start"], latest["period_start"]):
             previous = None
-        for column, label, _ in _TILE_METRICS:
+        for column, label in _TILE_METRICS:
             base = None if previous is None else previous[column]
             change = None if _is_missing(base) or base == 0 else latest[column] / base - 1
             tiles.append(Tile(period, latest["period_start"], label, float(latest[column]), change))
