@@ -11,10 +11,8 @@ from pathlib import Path
 from typing import Sequence
 
 from jobs.config import ConfigError, InputFormat, JobConfig, OutputSpec, load_config
+from jobs.errors import AccountingError, ConflictError, InputError, OutputError
 from jobs.inference import ExperimentError
-from jobs.read import InputError
-from jobs.runs import AccountingError, ConflictError
-from jobs.write import OutputError
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +60,17 @@ def _build_parser() -> argparse.ArgumentParser:
     experiments.add_argument("--by", metavar="SEGMENT",
                              help="a table per value of this breakdown (user_type: new or returning users)")
 
-    report = commands.add_parser("report", parents=[common],
-                                 help="write an HTML page of the KPIs, without Spark (issue 11, in progress)")
+    report = commands.add_parser(
+        "report", parents=[common], help="write the tables' HTML report for product managers",
+        description="Write one self-contained HTML page from the tables: headline tiles, trends by breakdown, "
+                    "engagement, the action mix, data quality and experiments. Tables in a folder are read "
+                    "without Spark; catalog tables (output.catalog) through Spark.",
+    )
     report.add_argument("--config", type=Path, help="the job's YAML config, for where its tables are")
-    report.add_argument("--output", help="the tables' folder: in place of the config's output, or without a config")
-    report.add_argument("--out", type=Path, default=Path("report.html"), help="the page to write (default %(default)s)")
+    report.add_argument("--output", help="the tables' folder (the input of the report): in place of the config's "
+                                         "output, or without a config")
+    report.add_argument("--html", type=Path, default=Path("report.html"),
+                        help="the page to write (default %(default)s)")
     report.add_argument("--from", dest="first_day", type=_iso_date,
                         help="the first day of the range: every period with a day in it is shown, whole")
     report.add_argument("--to", dest="last_day", type=_iso_date, help="the last day of the range")
@@ -138,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             _run(config, first_day, last_day, args.verbose)
         elif args.command == "report":
-            _report(_tables_location(args), args.out, args.first_day, args.last_day, args.verbose)
+            _report(_tables_location(args), args.html, args.first_day, args.last_day, args.verbose)
         elif args.command == "experiments":
             print(_experiment(_tables_location(args), args.experiment, args.date, args.by, args.verbose))
         else:
@@ -202,9 +206,14 @@ def _experiment(
     return pipeline.experiment_report(spark, output, experiment_id, window_end, segment)
 
 
-def _report(output: OutputSpec, out: Path, first_day: date | None, last_day: date | None, verbose: bool) -> None:
+def _report(output: OutputSpec, html: Path, first_day: date | None, last_day: date | None, verbose: bool) -> None:
     # No Spark for tables in a folder: delta-rs reads them, so the report runs where only the report extra is
     # installed. Catalog tables (a Databricks job) are found through Spark, which is there.
+    if html.is_dir():
+        raise ConfigError(f"--html {html} is a folder: give the page's file name, e.g. {html / 'report.html'}")
+    if output.path is not None and "://" not in output.path and not Path(output.path).is_dir():
+        # A mistyped folder would otherwise make a page of "no table yet" notes and exit 0.
+        raise InputError(f"the tables' folder {output.path} does not exist: give --output the job's output.path")
     try:
         import vl_convert
 
@@ -223,10 +232,15 @@ def _report(output: OutputSpec, out: Path, first_day: date | None, last_day: dat
     except ImportError as error:  # deltalake, imported only for tables in a folder
         raise _without_report_extra(error) from None
     today = datetime.now(timezone.utc).date()
-    page = build_report(tables, f"sessionlake: {output.location}", today, vl_convert.javascript_bundle())
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page, encoding="utf-8")
-    log.info("report: %s (%d bytes)", out, len(page.encode("utf-8")))
+    page = build_report(tables, f"sessionlake: {output.location}", today, vl_convert.javascript_bundle(),
+                        first_day, last_day)
+    try:
+        html.parent.mkdir(parents=True, exist_ok=True)
+        html.write_text(page, encoding="utf-8")
+    except OSError as error:
+        raise OutputError(f"cannot write the page to {html}: {error.strerror}") from None
+    log.info("report: %s (%d bytes)", html, len(page.encode("utf-8")))
+    print(f"report: {html.resolve().as_uri()}")
 
 
 def _without_report_extra(error: ImportError) -> ConfigError:

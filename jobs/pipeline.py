@@ -18,6 +18,7 @@ from pyspark.sql.types import StructType
 
 from jobs.config import ALL, InputFormat, JobConfig, OutputSpec, Table
 from jobs.dates import local_date
+from jobs.errors import AccountingError, ConflictError, InputError
 from jobs.experiments import (
     ASSIGNMENTS_SCHEMA,
     EXPERIMENT_SEGMENTS,
@@ -67,7 +68,6 @@ from jobs.plan import (
     utc_span,
 )
 from jobs.read import (
-    InputError,
     InputListing,
     commits_by_tag,
     events_between,
@@ -86,8 +86,6 @@ from jobs.runs import (
     REPAIRED,
     RUNNING,
     SUCCEEDED,
-    AccountingError,
-    ConflictError,
     RunRecord,
     active_runs,
     is_alive,

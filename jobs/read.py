@@ -29,6 +29,7 @@ from pyspark.sql.types import (
 )
 
 from jobs.config import AssignmentsSpec, InputFormat, InputSpec, TableName
+from jobs.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +68,6 @@ _TYPED_COLUMNS = {
     "event_ts": ((TimestampType, TimestampNTZType, StringType), "a timestamp or ISO-8601 text"),
 }
 _SEGMENT_TYPES = ((StringType, NumericType, BooleanType, DateType), "a string, a number, a boolean or a date")
-
-
-class InputError(ValueError):
-    """The input cannot be read as events: a missing path or partition, a missing column (the message lists those
-    found), a column of a type events cannot have, or files of another format than input.format."""
 
 
 class InputFile(NamedTuple):

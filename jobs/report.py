@@ -10,6 +10,7 @@ import html
 import json
 from dataclasses import dataclass
 from datetime import date
+from typing import NamedTuple
 
 import altair as alt
 import pandas as pd
@@ -99,16 +100,29 @@ def _follows(period: str, earlier: date, later: date) -> bool:
     return next_start(earlier, Period(period)) == later
 
 
-# The engagement trends: column, title, number format (d3-format).
+class _Engagement(NamedTuple):
+    """An engagement trend: its column in the trend rows, from a kpis column divided by `per`."""
+
+    column: str
+    source: str
+    per: float
+    title: str
+    value_format: str  # d3-format
+    from_zero: bool  # rates: their axis starts at 0, so 8.3% to 7.4% does not look like a collapse
+
+
 _ENGAGEMENT = (
-    ("median_duration_seconds", "median session duration, s", ",.0f"),
-    ("p90_duration_seconds", "90th percentile of session duration, s", ",.0f"),
-    ("bounce_rate", "bounce rate", ".1%"),
-    ("engagement_rate", "engagement rate", ".1%"),
-    ("conversion_rate", "conversion rate", ".1%"),
+    _Engagement("median_duration_minutes", "median_duration_seconds", 60, "median session duration, minutes", ".1f",
+                False),
+    _Engagement("p90_duration_minutes", "p90_duration_seconds", 60, "90th percentile of session duration, minutes",
+                ".1f", False),
+    _Engagement("bounce_rate", "bounce_rate", 1, "bounce rate", ".1%", True),
+    _Engagement("engagement_rate", "engagement_rate", 1, "engagement rate", ".1%", True),
+    _Engagement("conversion_rate", "conversion_rate", 1, "conversion rate", ".1%", True),
 )
-# The smallest step each number format shows: ticks closer than it would repeat a label (8.82, 8.82, ...).
-_SMALLEST_SHOWN = {".2f": 0.01, ",.0f": 1, ".1%": 0.001}
+# The smallest step each number format shows. Vega's tickMinStep can still halve it, so ticks are kept at least
+# twice this apart: closer, they would repeat a label (8.89, 8.89, 8.90).
+_SMALLEST_SHOWN = {".2f": 0.01, ".1f": 0.1, ".1%": 0.001}
 # The page's one copy of the kpis rows that every trend chart draws from (in the page: `DATA`, see _PAGE).
 TRENDS = "trends"
 
@@ -136,7 +150,6 @@ def trend_rows(kpis: pd.DataFrame, max_lines: int = MAX_LINES) -> pd.DataFrame:
         not pd.isna(before) and next_start(before, Period(period)) != this
         for period, before, this in zip(rows["period"], previous, rows["period_start"])
     ], index=rows.index, dtype=bool)
-    engagement = [column for column, _, _ in _ENGAGEMENT if column in rows.columns]
     return pd.DataFrame({
         "period": rows["period"],
         "period_start": start,
@@ -145,7 +158,9 @@ def trend_rows(kpis: pd.DataFrame, max_lines: int = MAX_LINES) -> pd.DataFrame:
         "dimension_value": rows["dimension_value"],
         "status": incomplete.map({False: "complete", True: "incomplete"}),
         "complete_stretch": (incomplete | after_a_gap).astype(int).groupby(series).cumsum(),
-        **{column: rows[column].astype(float) for column in ("sessions", "users", "aps", "spu", *engagement)},
+        **{column: rows[column].astype(float) for column in ("sessions", "users", "aps", "spu")},
+        **{trend.column: rows[trend.source].astype(float) / trend.per
+           for trend in _ENGAGEMENT if trend.source in rows.columns},
     })
 
 
@@ -155,10 +170,9 @@ def capped_breakdowns(kpis: pd.DataFrame, max_lines: int = MAX_LINES) -> dict[st
     return {dimension: int(count) for dimension, count in values.items() if count > max_lines}
 
 
-
-
 def trend_chart(
-    period: str, metric: str, title: str, dimensions: list[str], value_format: str = ".2f", period_count: int = 0
+    period: str, metric: str, title: str, dimensions: list[str], value_format: str = ".2f", period_count: int = 0,
+    from_zero: bool = False,
 ) -> alt.LayerChart:
     """`metric` (a column of trend_rows) by period, a line per value of the breakdown the reader picks from a list
     under the chart (`all` first, then `dimensions`). A line is solid between complete periods and dashed into an
@@ -173,10 +187,10 @@ def trend_chart(
         # Years of days: labels that would overlap are left out (greedy), not drawn over each other.
         x=alt.X("period_label:O", title=f"{period} starting",
                 axis=alt.Axis(labelAngle=-45, labelOverlap="greedy", ticks=period_count <= MAX_POINTS)),
-        y=alt.Y(f"{metric}:Q", title=title, scale=alt.Scale(zero=False),
-                axis=alt.Axis(format=value_format, tickMinStep=_SMALLEST_SHOWN[value_format])),
+        y=alt.Y(f"{metric}:Q", title=title, scale=alt.Scale(zero=from_zero),
+                axis=alt.Axis(format=value_format, tickMinStep=2 * _SMALLEST_SHOWN[value_format])),
         tooltip=[alt.Tooltip("period_label:O", title=period), alt.Tooltip("dimension_value:N", title="segment"),
-                 alt.Tooltip(f"{metric}:Q", title=metric, format=value_format),
+                 alt.Tooltip(f"{metric}:Q", title=title, format=value_format),
                  alt.Tooltip("sessions:Q", format=",.0f"), alt.Tooltip("users:Q", format=",.0f")],
     )
     # The whole line dashed, under the complete stretches drawn solid: what stays dashed leads to or from an
@@ -197,9 +211,14 @@ def trend_chart(
     )
 
 
-def build_report(tables: ReportTables, title: str, generated_on: date, vega_bundle: str) -> str:
-    """The page: headline tiles, then APS and SPU trends by day, week and month; a section whose table is missing
-    is a one-line note. `vega_bundle` is the JavaScript that defines vegaEmbed (vl_convert.javascript_bundle())."""
+def build_report(
+    tables: ReportTables, title: str, generated_on: date, vega_bundle: str,
+    first_day: date | None = None, last_day: date | None = None,
+) -> str:
+    """The page: headline tiles, trends, engagement, the action mix, data quality and experiments; a section whose
+    table is missing or empty is a one-line note. [first_day, last_day], the range the tables were read for, is
+    stated under the title. `vega_bundle` is the JavaScript that defines vegaEmbed
+    (vl_convert.javascript_bundle())."""
     sections, charts, datasets = [], [], {}
     if tables.kpis is None:
         sections.append(_note("KPIs", "no kpis table yet: run the job first"))
@@ -218,16 +237,20 @@ def build_report(tables: ReportTables, title: str, generated_on: date, vega_bund
                          "sessions." for dimension, count in capped_breakdowns(tables.kpis).items())
         sections.append(
             "<section><h2>Trends</h2><p class=\"hint\">A line is dashed into a period not yet complete, whose point "
-            "is hollow and whose date says (incomplete), and across periods with no row (days never run)."
+            "is hollow and whose date says (incomplete), and across periods with no row (days never run). SPU "
+            "counts each user once per period, so a week's is larger than a day's."
             f"{capped}</p>{_chart_divs(trends)}</section>"
         )
-        engagement = [(f"engagement-{metric}",
-                       trend_chart("day", metric, name, dimensions, value_format, period_counts.get("day", 0)))
-                      for metric, name, value_format in _ENGAGEMENT if metric in tables.kpis.columns]
+        engagement = [(f"engagement-{trend.source}",
+                       trend_chart("day", trend.column, trend.title, dimensions, trend.value_format,
+                                   period_counts.get("day", 0), trend.from_zero))
+                      for trend in _ENGAGEMENT if trend.column in datasets[TRENDS].columns]
         sections.append("<section><h2>Engagement, by day</h2>" + _chart_divs(engagement) + "</section>")
         charts.extend(trends + engagement)
-    if tables.action_kpis is None or tables.action_kpis.empty:
+    if tables.action_kpis is None:
         sections.append(_note("Action mix", "no action_kpis table yet"))
+    elif tables.action_kpis.empty:
+        sections.append(_note("Action mix", "no action_kpis rows for the days asked"))
     else:
         charts.append(("action-mix", action_mix_chart(tables.action_kpis)))
         sections.append(_action_mix_section(tables.action_kpis))
@@ -245,9 +268,18 @@ def build_report(tables: ReportTables, title: str, generated_on: date, vega_bund
     data = "{" + ",".join(f"{_script_json(name)}: {_script_safe(rows.to_json(orient='split', index=False))}"
                           for name, rows in datasets.items()) + "}"
     return _PAGE.format(
-        title=html.escape(title), generated=generated_on.isoformat(), body="\n".join(sections),
+        title=html.escape(title), generated=generated_on.isoformat(), scope=_scope(first_day, last_day),
+        body="\n".join(sections),
         bundle=vega_bundle.replace("</script", "<\\/script"), data=data, embeds=embeds,
     )
+
+
+def _scope(first_day: date | None, last_day: date | None) -> str:
+    if first_day is None and last_day is None:
+        return "Every period in the tables."
+    span = f"from {first_day}" if last_day is None else f"up to {last_day}" if first_day is None else \
+        f"from {first_day} to {last_day}"
+    return f"Periods with a day {span}; weeks and months are shown whole."
 
 
 def _chart_divs(charts: list[tuple[str, alt.TopLevelMixin]]) -> str:
@@ -363,7 +395,7 @@ def _runs_section(runs: pd.DataFrame) -> str:
         ]
         rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
     return (f"<section><h2>Data quality</h2><p class=\"hint\">The latest {LATEST_RUNS} runs, newest first.</p>"
-            f'<div class="scroll"><table>{head}{"".join(rows)}</table></div></section>')
+            f'<div class="scroll"><table class="runs">{head}{"".join(rows)}</table></div></section>')
 
 
 def interval_chart(variants: pd.DataFrame, metric: str, title: str) -> alt.LayerChart:
@@ -393,12 +425,14 @@ def _experiments_section(experiments: pd.DataFrame) -> tuple[str, list[tuple[str
     latest = experiments[experiments["is_latest"] & (experiments["dimension"] == ALL)]
     if latest.empty:
         return _note("Experiments", "no experiment has assigned users yet"), []
-    parts, charts = ["<section><h2>Experiments</h2>"], []
+    parts = ['<section><h2>Experiments</h2><p class="hint">Each experiment to date, all users. A lift whose 95% '
+             "interval contains 0% cannot be told apart from no effect.</p>"]
+    charts = []
     for number, (experiment_id, variants) in enumerate(sorted(latest.groupby("experiment_id"), key=lambda g: g[0])):
         variants = variants.sort_values(["is_control", "variant"], ascending=[False, True])
         first = variants.iloc[0]
         parts.append(f"<h3>{html.escape(str(experiment_id))}: {first['window_start']} to {first['window_end']}, "
-                     f"control {html.escape(str(first['control_variant']))}</h3>")
+                     f"control variant: {html.escape(str(first['control_variant']))}</h3>")
         srm = first["srm_p_value"]
         if srm is not None and not pd.isna(srm) and srm < SRM_ALARM:
             parts.append(f'<p class="warning">Users per variant are far from the expected split (sample ratio '
@@ -472,7 +506,7 @@ def _tiles_section(tiles: list[Tile]) -> str:
         cells = "".join(
             f'<div class="tile"><div class="label">{html.escape(tile.label)}</div>'
             f'<div class="value">{format_number(tile.label, tile.value)}</div>'
-            f'<div class="change {_direction(tile.change)}">{format_change(tile.change)}</div></div>'
+            f'<div class="change {_direction(tile.change)}">{format_change(tile.change, tile.period)}</div></div>'
             for tile in of_period
         )
         rows.append(f'<h3>{period.capitalize()} of {of_period[0].period_start.isoformat()}</h3>'
@@ -485,10 +519,13 @@ def format_number(label: str, value: float) -> str:
     return f"{value:,.2f}" if label in ("APS", "SPU") else f"{value:,.0f}"
 
 
-def format_change(change: float | None) -> str:
-    """A relative change for people: '+5.0% on the period before', '0.0% ...' for one that rounds to nothing (no
-    '-0.0%'), or 'no previous period' without one (None or NaN, from a null in the table)."""
-    return "no previous period" if _is_missing(change) else f"{_signed(100 * change)}% on the period before"
+def format_change(change: float | None, period: str) -> str:
+    """A relative change on the `period` (day, week or month) before, for people: '+5.0% on the day before',
+    '0.0% ...' for one that rounds to nothing (no '-0.0%'), or 'no day before to compare' without one (None or
+    NaN, from a null in the table)."""
+    if _is_missing(change):
+        return f"no {period} before to compare"
+    return f"{_signed(100 * change)}% on the {period} before"
 
 
 def _signed(value: float) -> str:
@@ -522,14 +559,13 @@ h1 {{ font-size: 1.5rem; }} h2 {{ font-size: 1.2rem; border-bottom: 1px solid #d
 .chart {{ width: 100%; margin: 1rem 0; }} .note, .hint {{ color: #555; }} .warning {{ color: #b42318; }}
 .scroll {{ overflow-x: auto; }} table {{ border-collapse: collapse; font-size: 0.9rem; }}
 th, td {{ padding: 0.25rem 0.6rem; text-align: right; border-bottom: 1px solid #eee; white-space: nowrap; }}
-td:last-child {{ white-space: normal; text-align: left; }}
+table.runs td:last-child, table.runs th:last-child {{ white-space: normal; text-align: left; }}
 table.names td:first-child, table.names th:first-child {{ text-align: left; white-space: normal; }}
-table.names td:last-child {{ text-align: right; }}
 </style>
 </head>
 <body>
 <h1>{title}</h1>
-<p class="hint">Generated {generated} (UTC) from the sessionlake tables.</p>
+<p class="hint">Generated {generated} (UTC) from the sessionlake tables. {scope}</p>
 {body}
 <script>{bundle}</script>
 <script>
@@ -543,7 +579,12 @@ function rows(name) {{
 function draw(id, spec) {{
   const name = spec.data && spec.data.name;
   if (name in DATA) spec.datasets = {{...spec.datasets, [name]: rows(name)}};
-  return vegaEmbed(id, spec, {{actions: false}}).catch(console.error);
+  return vegaEmbed(id, spec, {{actions: false}}).then(result => {{
+    // A new breakdown brings other legend labels: lay the chart out again, or they are cut to the old width.
+    if ((spec.params || []).some(param => param.name === "breakdown")) {{
+      result.view.addSignalListener("breakdown", () => result.view.resize().runAsync());
+    }}
+  }}).catch(console.error);
 }}
 {embeds}</script>
 </body>

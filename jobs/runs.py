@@ -30,15 +30,6 @@ RUNS_SCHEMA = (
 RUNNING, SUCCEEDED, FAILED, REPAIRED = "running", "succeeded", "failed", "repaired"
 
 
-class ConflictError(RuntimeError):
-    """Another run is writing to the same output; this run stopped before writing its own days."""
-
-
-class AccountingError(RuntimeError):
-    """A run's row counts do not add up: rows read != rows sessionized + quarantined + deduplicated +
-    non-interactive."""
-
-
 # A run still marked running this long after it started is taken to be dead, even on another host.
 DEAD_AFTER = timedelta(hours=12)
 

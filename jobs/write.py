@@ -25,6 +25,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import MapType, StructField
 
 from jobs.config import Table, TableName
+from jobs.errors import OutputError
 from jobs.periods import Periods
 from jobs.read import delta_table, table_exists
 
@@ -44,10 +45,6 @@ CONFLICTS = (
 
 
 _USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
-
-
-class OutputError(ValueError):
-    """The output cannot be written: output.catalog names a schema the session's catalog does not have."""
 
 
 def require_schema(spark: SparkSession, schema: str | None) -> None:

@@ -108,7 +108,7 @@ def main() -> None:
     seconds = []
     for _ in range(args.rounds):
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "jobs", "report", "--output", str(out), "--out", str(page)],
+        subprocess.run([sys.executable, "-m", "jobs", "report", "--output", str(out), "--html", str(page)],
                        check=True, cwd=ROOT)
         seconds.append(time.perf_counter() - started)
     print(f"report: {statistics.median(seconds):.1f} s (median of {args.rounds}; process start included), "

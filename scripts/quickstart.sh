@@ -6,4 +6,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
 .venv/bin/sessionlake sample "$@"
-.venv/bin/sessionlake report --output data/sample/out --out data/sample/report.html
+.venv/bin/sessionlake report --output data/sample/out --html data/sample/report.html

@@ -12,7 +12,8 @@ from pyspark.testing import assertDataFrameEqual
 
 import jobs.pipeline
 from jobs.config import InputFormat, InputSpec
-from jobs.read import InputError, list_input, read_events
+from jobs.errors import InputError
+from jobs.read import list_input, read_events
 from jobs.validate import to_quarantine, with_bot_user_days, with_reject_reason
 from tests.helpers import utc
 from tests.test_pipeline import MON, MONDAY, run, table, write_events

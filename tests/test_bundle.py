@@ -140,7 +140,7 @@ def test_the_daily_job_writes_the_report_next_to_the_tables_once_they_are_up_to_
     args = parse_args(_task_parameters("sessionlake_daily", key="report"))
 
     assert task["depends_on"] == [{"task_key": "sessionize"}]
-    assert args.command == "report" and str(args.out).startswith("/Volumes/main/analytics/")
+    assert args.command == "report" and str(args.html).startswith("/Volumes/main/analytics/")
     assert load_config(args.config).output.catalog == "main.analytics"  # read through Spark: no deltalake needed
     # The charting packages it installs are those of the report extra, at the same versions.
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]

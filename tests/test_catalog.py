@@ -15,10 +15,11 @@ from pyspark.testing import assertDataFrameEqual
 from jobs import pipeline
 from jobs.cli import main
 from jobs.config import OutputSpec, Table, TableName, load_config
-from jobs.report_read import read_report_tables
+from jobs.errors import OutputError
 from jobs.read import WriterStart, read_table, writer_start
+from jobs.report_read import read_report_tables
 from jobs.sample import generate_events, write_sample
-from jobs.write import OutputError, restore_table
+from jobs.write import restore_table
 
 DAY = date(2026, 11, 2)
 
@@ -86,7 +87,7 @@ def test_the_report_reads_catalog_tables_through_spark_as_delta_rs_reads_their_f
         key = [c for c in spark_rows.columns if c not in ("quarantine_reasons",)]
         pd.testing.assert_frame_equal(spark_rows.sort_values(key).reset_index(drop=True)[key],
                                       files_rows.sort_values(key).reset_index(drop=True)[key], check_dtype=False)
-    assert main(["report", "--config", str(tmp_path / "job.yaml"), "--out", str(tmp_path / "report.html")]) == 0
+    assert main(["report", "--config", str(tmp_path / "job.yaml"), "--html", str(tmp_path / "report.html")]) == 0
     assert f"sessionlake: {schema}" in (tmp_path / "report.html").read_text()
 
 

@@ -22,7 +22,8 @@ from jobs.experiments import (
     variant_moments,
     with_user_type,
 )
-from jobs.read import InputError, read_assignments
+from jobs.errors import InputError
+from jobs.read import read_assignments
 from jobs.validate import checked_assignments
 from tests.helpers import utc
 from tests.test_pipeline import run, table, write_events

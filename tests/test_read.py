@@ -7,7 +7,8 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from jobs.config import InputFormat, InputSpec
-from jobs.read import InputError, InputFile, InputListing, WriterStart, list_input, read_events, writer_start
+from jobs.errors import InputError
+from jobs.read import InputFile, InputListing, WriterStart, list_input, read_events, writer_start
 from jobs.write import tagged_commits
 from tests.helpers import utc
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import sys
 from datetime import date
 from pathlib import Path
@@ -186,12 +187,12 @@ def test_a_breakdowns_lines_are_ranked_on_the_sessions_of_the_days_not_on_whole_
 def test_the_page_shows_the_tiles_for_people_and_inlines_every_script():
     page = build_report(ReportTables(kpis=kpis(NOV)), "sessionlake: test", date(2026, 11, 3), "/* vega bundle */")
 
-    assert '<div class="value">2.00</div><div class="change up">+25.0% on the period before</div>' in page
-    assert '<div class="value">4</div><div class="change down">-20.0% on the period before</div>' in page
+    assert '<div class="value">2.00</div><div class="change up">+25.0% on the day before</div>' in page
+    assert '<div class="value">4</div><div class="change down">-20.0% on the day before</div>' in page
     flat = build_report(ReportTables(kpis=kpis([("day", date(2026, 11, 1), 10_000, 5, 16, True),
                                                 ("day", date(2026, 11, 2), 10_004, 5, 16, True)])), "t",
                         date(2026, 11, 3), "")
-    assert '<div class="change flat">0.0% on the period before</div>' in flat  # +0.04%: not a rise in green
+    assert '<div class="change flat">0.0% on the day before</div>' in flat  # +0.04%: not a rise in green
     assert page.count('<div class="chart" id="trend-') == 6  # APS and SPU by day, week and month
     assert page.count('<div class="chart" id="engagement-') == 5  # duration median and p90, three rates
     assert page.count('draw("#') == 11
@@ -207,9 +208,9 @@ def test_a_missing_kpis_table_is_a_note_not_an_error():
 
 
 def test_changes_are_written_for_people():
-    assert (format_change(0.0512), format_change(-0.2), format_change(-0.0004), format_change(None)) == (
-        "+5.1% on the period before", "-20.0% on the period before", "0.0% on the period before",
-        "no previous period"
+    assert (format_change(0.0512, "day"), format_change(-0.2, "week"), format_change(-0.0004, "month"),
+            format_change(None, "week")) == (
+        "+5.1% on the day before", "-20.0% on the week before", "0.0% on the month before", "no week before to compare"
     )
 
 
@@ -223,7 +224,7 @@ def job_report(spark, tmp_path_factory) -> Path:
                       "reporting: {segments: [platform, country]}\n")
     with_tagged_events(spark, (root, config), TAGGED_MON_TUE)
     assert run(config, "--from", "2026-11-02", "--to", "2026-11-03") == 0
-    assert main(["report", "--config", str(config), "--out", str(root / "report.html")]) == 0
+    assert main(["report", "--config", str(config), "--html", str(root / "report.html")]) == 0
     return root
 
 
@@ -241,7 +242,7 @@ def test_a_report_of_the_jobs_tables_shows_their_numbers(spark, job_report):
         direction = "flat" if round(change, 1) == 0 else "up" if change > 0 else "down"
         text = "0.0" if direction == "flat" else f"{change:+.1f}"
         assert (f'<div class="label">{label}</div><div class="value">{shown.format(tuesday[column])}</div>'
-                f'<div class="change {direction}">{text}% on the period before</div>') in page, label
+                f'<div class="change {direction}">{text}% on the day before</div>') in page, label
     assert "<h3>Week of" not in page and "<h3>Month of" not in page  # two days: neither is complete
     # The charts' rows: every kpis row of the two days, all dimensions, with its APS and SPU.
     data = json.loads(re.search(r"^const DATA = (.*);$", page, re.MULTILINE).group(1))["trends"]
@@ -252,7 +253,7 @@ def test_a_report_of_the_jobs_tables_shows_their_numbers(spark, job_report):
     assert charted.keys() == stored.keys()
     assert all(charted[key] == pytest.approx(stored[key]) for key in stored)
     # The variants as the experiments table has them, and the run as the runs table has it.
-    assert "<h3>exp: 2026-11-02 to 2026-11-03, control A</h3>" in page
+    assert "<h3>exp: 2026-11-02 to 2026-11-03, control variant: A</h3>" in page
     for variant in spark.read.format("delta").load(str(job_report / "out" / "experiments")).where(
             "is_latest AND dimension = 'all'").collect():
         assert (f"<tr><td>{variant['variant']}</td><td>{variant['users']:,}</td><td>{variant['sessions']:,}</td>"
@@ -296,17 +297,61 @@ def test_a_range_from_the_last_day_of_a_month_reads_that_month_and_the_periods_b
         ("day", date(2026, 10, 30)), ("month", date(2026, 9, 1))]
     assert set(tables.kpis_before["dimension"]) == {"all"}
     page = build_report(tables, "t", date(2026, 11, 1), "")
-    assert page.count("+25.0% on the period before") == 2  # APS 2.0 on 1.6, for the day and for the month
+    # APS 2.0 on 1.6, for the day and for the month
+    assert ("+25.0% on the day before", "+25.0% on the month before") == tuple(
+        re.findall(r"\+25\.0% on the \w+ before", page))
     assert (tables.experiments, tables.action_kpis, tables.runs) == (None, None, None)  # tables never written
 
 
 def test_the_report_without_deltalake_names_the_extra_to_install(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "deltalake", None)  # as where the report extra is not installed
 
-    assert main(["report", "--output", str(tmp_path), "--out", str(tmp_path / "report.html")]) == 2
+    assert main(["report", "--output", str(tmp_path), "--html", str(tmp_path / "report.html")]) == 2
 
     assert ("needs the report extra (deltalake is missing): pip install 'sessionlake[report]'"
             in capsys.readouterr().err)
+
+
+def test_a_mistyped_tables_folder_or_a_folder_for_the_page_is_an_error_not_a_page_of_notes(tmp_path, capsys):
+    missing = tmp_path / "no_such_folder"
+
+    assert main(["report", "--output", str(missing), "--html", str(tmp_path / "report.html")]) == 1
+    assert f"the tables' folder {missing} does not exist" in capsys.readouterr().err
+    assert main(["report", "--output", str(tmp_path), "--html", str(tmp_path)]) == 2
+    assert f"--html {tmp_path} is a folder" in capsys.readouterr().err
+    assert not (tmp_path / "report.html").exists()
+
+
+def test_an_empty_tables_folder_makes_a_page_of_notes_and_prints_where_it_is(tmp_path, capsys):
+    assert main(["report", "--output", str(tmp_path), "--html", str(tmp_path / "page" / "report.html")]) == 0
+
+    assert capsys.readouterr().out == f"report: {(tmp_path / 'page' / 'report.html').as_uri()}\n"
+    page = (tmp_path / "page" / "report.html").read_text()
+    assert "no kpis table yet: run the job first" in page and "no runs table yet" in page
+
+
+def test_the_report_of_a_folder_runs_where_pyspark_is_not_installed(job_report):
+    # Its own interpreter: here pyspark is already imported. None in sys.modules makes `import pyspark` fail.
+    script = ("import sys; sys.modules['pyspark'] = sys.modules['delta'] = None\n"
+              "from jobs.cli import main\n"
+              f"sys.exit(main(['report', '--output', {str(job_report / 'out')!r}, '--html', "
+              f"{str(job_report / 'no-spark.html')!r}]))")
+
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+
+    assert done.returncode == 0, done.stderr
+    assert "<h3>Day of 2026-11-03</h3>" in (job_report / "no-spark.html").read_text()
+
+
+def test_the_page_states_the_range_it_was_read_for_and_a_range_without_action_rows():
+    empty_mix = actions([]).astype({"is_complete": bool})
+
+    page = build_report(ReportTables(kpis=kpis(NOV), action_kpis=empty_mix), "t", date(2026, 11, 3), "",
+                        first_day=date(2026, 11, 1), last_day=date(2026, 11, 2))
+
+    assert "Periods with a day from 2026-11-01 to 2026-11-02; weeks and months are shown whole." in page
+    assert "no action_kpis rows for the days asked" in page
+    assert "Every period in the tables." in build_report(ReportTables(kpis=None), "t", date(2026, 11, 3), "")
 
 
 def test_a_period_is_in_a_range_when_one_of_its_days_is():
@@ -392,7 +437,7 @@ def test_each_experiment_shows_its_variants_lifts_and_intervals():
         "t", date(2026, 11, 9), "",
     )
 
-    assert "<h3>tips: 2026-11-02 to 2026-11-08, control old</h3>" in page
+    assert "<h3>tips: 2026-11-02 to 2026-11-08, control variant: old</h3>" in page
     # The control first; the other variant with its lift, the lift's interval and p-value, for SPU then APS.
     assert ("<tr><td>old</td><td>990</td><td>1,980</td><td>2.00</td><td>control</td><td></td><td>5.00</td>"
             "<td>control</td><td></td></tr>") in page
@@ -585,7 +630,7 @@ def test_counts_are_whole_numbers_even_when_read_as_floats_and_a_period_after_a_
     page = build_report(ReportTables(kpis=None, runs=runs), "t", date(2026, 11, 9), "")
 
     assert "<td>running</td><td>n/a</td><td>1,234</td><td>n/a</td><td>none</td>" in page
-    assert format_change(float("nan")) == "no previous period"
+    assert format_change(float("nan"), "day") == "no day before to compare"
 
 
 def test_a_range_without_periods_is_a_note():
