@@ -172,12 +172,13 @@ def capped_breakdowns(kpis: pd.DataFrame, max_lines: int = MAX_LINES) -> dict[st
 
 def trend_chart(
     period: str, metric: str, title: str, dimensions: list[str], value_format: str = ".2f", period_count: int = 0,
-    from_zero: bool = False,
+    from_zero: bool = False, any_complete: bool = True,
 ) -> alt.LayerChart:
     """`metric` (a column of trend_rows) by period, a line per value of the breakdown the reader picks from a list
     under the chart (`all` first, then `dimensions`). A line is solid between complete periods and dashed into an
     incomplete one, whose point is hollow and whose date says so, so a half-finished week is not read as a drop.
-    Over more than MAX_POINTS periods (`period_count`), only the incomplete periods have points."""
+    Over more than MAX_POINTS periods (`period_count`), only the incomplete periods have points. Without
+    `any_complete` period, the chart has no solid layer (an empty one makes Vega warn of an infinite extent)."""
     breakdown = alt.param(name="breakdown", value=ALL,
                           bind=alt.binding_select(options=[ALL, *sorted(set(dimensions) - {ALL})], name="Breakdown "))
     base = alt.Chart(alt.NamedData(TRENDS)).transform_filter(
@@ -206,7 +207,8 @@ def trend_chart(
         fill=alt.condition(alt.datum.status == "complete", alt.Fill("dimension_value:N", legend=None),
                            alt.value("white")),
     )
-    return alt.layer(dashed, solid, points).add_params(breakdown).properties(
+    layers = (dashed, solid, points) if any_complete else (dashed, points)
+    return alt.layer(*layers).add_params(breakdown).properties(
         width="container", height=240, title=f"{title}, by {period}"
     )
 
@@ -229,8 +231,11 @@ def build_report(
         datasets[TRENDS] = trend_rows(tables.kpis)
         dimensions = sorted(set(datasets[TRENDS]["dimension"]))
         period_counts = datasets[TRENDS].groupby("period")["period_start"].nunique().to_dict()
-        trends = [(f"trend-{metric}-{period}", trend_chart(period, metric, name, dimensions,
-                                                           period_count=period_counts.get(period, 0)))
+        # Completeness is the period's, the same in every dimension: a kind without a complete period has none.
+        with_complete = set(datasets[TRENDS].loc[datasets[TRENDS]["status"] == "complete", "period"])
+        trends = [(f"trend-{metric}-{period}",
+                   trend_chart(period, metric, name, dimensions, period_count=period_counts.get(period, 0),
+                               any_complete=period in with_complete))
                   for metric, name in (("aps", "APS, actions per session"), ("spu", "SPU, sessions per user"))
                   for period in PERIODS]
         capped = "".join(f" {html.escape(str(dimension))}: the {MAX_LINES} of its {count} values with the most "

@@ -137,6 +137,13 @@ def test_a_trend_line_is_solid_only_over_its_complete_stretches_and_dashed_elsew
     assert dashed["encoding"]["x"]["field"] == "period_label"  # the date, with (incomplete) after it when so
 
 
+def test_a_chart_without_a_complete_period_has_no_solid_layer():
+    layers = trend_chart("month", "aps", "APS", ["all"], any_complete=False).to_dict()["layer"]
+
+    assert [layer["mark"].get("strokeDash") for layer in layers] == [[5, 4], None]  # the dashed line, the points
+    assert layers[1]["mark"]["type"] == "point"
+
+
 def test_over_years_of_days_only_incomplete_periods_keep_their_points():
     *_, points = trend_chart("day", "aps", "APS", ["all"], period_count=MAX_POINTS + 1).to_dict()["layer"]
     *_, all_points = trend_chart("day", "aps", "APS", ["all"], period_count=MAX_POINTS).to_dict()["layer"]
@@ -379,7 +386,8 @@ def test_the_report_renders_every_chart_in_a_headless_browser_without_errors(job
         try:
             page = browser.new_page(viewport={"width": 1100, "height": 900})
             errors = []
-            page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+            page.on("console", lambda message: errors.append(message.text)
+                    if message.type in ("error", "warning") else None)
             page.on("pageerror", lambda error: errors.append(str(error)))
             page.goto((job_report / "report.html").as_uri())
             page.wait_for_function("[...document.querySelectorAll('.chart')].every(c => c.querySelector('svg'))",
@@ -399,7 +407,7 @@ def test_the_report_renders_every_chart_in_a_headless_browser_without_errors(job
         finally:
             browser.close()
 
-    assert errors == []
+    assert errors == []  # no warning either (an empty layer's "Infinite extent", say)
     assert len(marks) == 6 + 5 + 1 + 2 and all(count > 0 for count in marks.values()), marks
     # Two days: two points and their line for all users, drawn twice (dashed, and solid over it); two variants:
     # a point and an error bar each.
