@@ -117,16 +117,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     last_day. Exits 2 with a usage message when it is not valid."""
     parser = _build_parser()
     args = parser.parse_args(argv)
+    # Errors are the command's own: its usage line is the one that helps.
+    command = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[args.command]
     if args.command == "run":
-        # Errors in the days are the run command's: its usage line is the one that helps.
-        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        args.first_day, args.last_day = _day_range(commands.choices["run"], args)
+        args.first_day, args.last_day = _day_range(command, args)
     if args.command == "report" and args.first_day and args.last_day and args.first_day > args.last_day:
-        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        commands.choices["report"].error(f"--from {args.first_day} is after --to {args.last_day}")
+        command.error(f"--from {args.first_day} is after --to {args.last_day}")
     if args.command in ("experiments", "report") and args.config is None and args.output is None:
-        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        commands.choices[args.command].error("give --config (the job's config) or --output (the tables' folder)")
+        command.error("give --config (the job's config) or --output (the tables' folder)")
     return args
 
 

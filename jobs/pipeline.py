@@ -810,7 +810,9 @@ def _write_assignments(
     own_events = _events(spark, config, inputs, first_day, last_day, tags).where(
         _is_owned_by_run(first_day, last_day)
     )
-    valid = valid_events(_checked(own_events, config)).observe(tagging, F.count_if(is_half_tagged(*tags)).alias("half_tagged"))
+    valid = valid_events(_checked(own_events, config)).observe(
+        tagging, F.count_if(is_half_tagged(*tags)).alias("half_tagged")
+    )
     written = replace_assignments(assignments_from_events(valid, *tags), path, first_day, last_day)
     half_tagged = tagging.get["half_tagged"]
     if half_tagged:

@@ -75,9 +75,8 @@ def headline_tiles(kpis: pd.DataFrame, before: pd.DataFrame | None = None) -> li
     """For each period kind, the latest complete period of dimension `all` in `kpis`: APS, SPU, sessions and users,
     each with its relative change on the period just before (complete too), found in `kpis` or in `before` (the
     rows before a report's range). Kinds without a complete period in `kpis` have no tiles."""
-    overall = kpis[(kpis["dimension"] == ALL) & kpis["is_complete"].astype(bool)]
-    earlier = overall if before is None else pd.concat([before, overall])
-    earlier = earlier[(earlier["dimension"] == ALL) & earlier["is_complete"].astype(bool)]
+    overall = _complete_of_all_users(kpis)
+    earlier = overall if before is None else pd.concat([_complete_of_all_users(before), overall])
     tiles = []
     for period in PERIODS:
         rows = overall[overall["period"] == period].sort_values("period_start")
@@ -93,6 +92,10 @@ def headline_tiles(kpis: pd.DataFrame, before: pd.DataFrame | None = None) -> li
             change = None if _is_missing(base) or base == 0 else latest[column] / base - 1
             tiles.append(Tile(period, latest["period_start"], label, float(latest[column]), change))
     return tiles
+
+
+def _complete_of_all_users(kpis: pd.DataFrame) -> pd.DataFrame:
+    return kpis[(kpis["dimension"] == ALL) & kpis["is_complete"].astype(bool)]
 
 
 def _follows(period: str, earlier: date, later: date) -> bool:
@@ -147,7 +150,7 @@ def trend_rows(kpis: pd.DataFrame, max_lines: int = MAX_LINES) -> pd.DataFrame:
     # without sessions that day): the line is dashed there, never drawn solid across what is not there.
     previous = rows["period_start"].groupby(series).shift()
     after_a_gap = pd.Series([
-        not pd.isna(before) and next_start(before, Period(period)) != this
+        not pd.isna(before) and not _follows(period, before, this)
         for period, before, this in zip(rows["period"], previous, rows["period_start"])
     ], index=rows.index, dtype=bool)
     return pd.DataFrame({
@@ -282,15 +285,17 @@ def build_report(
 def _scope(first_day: date | None, last_day: date | None) -> str:
     if first_day is None and last_day is None:
         return "Every period in the tables."
-    span = f"from {first_day}" if last_day is None else f"up to {last_day}" if first_day is None else \
-        f"from {first_day} to {last_day}"
+    if last_day is None:
+        span = f"from {first_day}"
+    elif first_day is None:
+        span = f"up to {last_day}"
+    else:
+        span = f"from {first_day} to {last_day}"
     return f"Periods with a day {span}; weeks and months are shown whole."
 
 
 def _chart_divs(charts: list[tuple[str, alt.TopLevelMixin]]) -> str:
     return "".join(f'<div class="chart" id="{chart_id}"></div>' for chart_id, _ in charts)
-
-
 
 
 def action_mix_chart(action_kpis: pd.DataFrame, max_lines: int = MAX_LINES) -> alt.Chart:
