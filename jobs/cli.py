@@ -45,6 +45,11 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--to", dest="last_day", type=_iso_date, help="last reporting day of a range (inclusive)")
     run.add_argument("--day-before", type=_iso_date, metavar="DATE",
                      help="the reporting day before DATE: for schedulers that pass the date they run on")
+    run.add_argument("--complete-through", type=_iso_date, metavar="DATE",
+                     help="every UTC input partition up to DATE has landed, with or without rows (input.complete_through)")
+    run.add_argument("--complete-before", type=_iso_date, metavar="DATE",
+                     help="every UTC input partition before DATE has landed: for schedulers that pass the date they "
+                          "run on")
     run.add_argument("--input", help="override input.path (in place of input.table, if the config has one)")
     run.add_argument("--input-format", choices=[f.value for f in InputFormat], help="override input.format")
     run.add_argument("--output", help="override output.path (in place of output.catalog, if the config has one)")
@@ -103,6 +108,14 @@ def _day_range(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tup
     return args.first_day, args.last_day
 
 
+def _complete_through(parser: argparse.ArgumentParser, args: argparse.Namespace) -> date | None:
+    if args.complete_through is not None and args.complete_before is not None:
+        parser.error("--complete-through and --complete-before cannot be combined: give one")
+    if args.complete_before is not None:
+        return args.complete_before - timedelta(days=1)
+    return args.complete_through
+
+
 def _configure_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -121,6 +134,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     command = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[args.command]
     if args.command == "run":
         args.first_day, args.last_day = _day_range(command, args)
+        args.complete_through = _complete_through(command, args)
     if args.command == "report" and args.first_day and args.last_day and args.first_day > args.last_day:
         command.error(f"--from {args.first_day} is after --to {args.last_day}")
     if args.command in ("experiments", "report") and args.config is None and args.output is None:
@@ -136,7 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             first_day, last_day = args.first_day, args.last_day
             config = load_config(
-                args.config, input_path=args.input, input_format=args.input_format, output_path=args.output
+                args.config, input_path=args.input, input_format=args.input_format, output_path=args.output,
+                complete_through=args.complete_through,
             )
             _run(config, first_day, last_day, args.verbose)
         elif args.command == "report":

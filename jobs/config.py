@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import date, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
@@ -144,6 +144,9 @@ class InputSpec(_Source):
     columns: InputColumns = InputColumns()
     # How many days back a run looks for input partitions that changed since they were processed (late data).
     late_days: Annotated[int, Field(ge=0)] = 3
+    # Every UTC partition up to this date has landed, with or without rows: for input whose empty days leave no
+    # folder (a Delta table), or to say so for any input. None: a partition has landed when its folder exists.
+    complete_through: date | None = None
 
 
 def _distinct_names(names: tuple[str, ...], key: str) -> None:
@@ -352,6 +355,7 @@ def load_config(
     input_path: str | None = None,
     input_format: str | None = None,
     output_path: str | None = None,
+    complete_through: date | None = None,
 ) -> JobConfig:
     """Parse and validate the YAML at `path`, with command-line overrides applied first.
 
@@ -370,6 +374,7 @@ def load_config(
         ("input", "path", "table"): input_path,
         ("input", "format", None): input_format,
         ("output", "path", "catalog"): output_path,
+        ("input", "complete_through", None): complete_through,
     }
     for (section, key, replaced), value in overrides.items():
         if value is not None:

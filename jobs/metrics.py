@@ -284,6 +284,32 @@ def kpis_by_period(dated: DataFrame, segments: tuple[str, ...]) -> DataFrame:
     )
 
 
+def with_empty_periods(kpis: DataFrame, periods: DataFrame) -> DataFrame:
+    """Add the row of dimension all for each of `periods` (period, period_start) that has no row in `kpis`.
+
+    A processed period without a session is a fact worth a row: 0 sessions, users, actions and counts, a total
+    duration of 0, and null ratios and duration statistics (0 / 0 has no value). Segment values have no rows there,
+    as in any period where they have no session.
+    """
+    is_filler = "is_empty_period"
+    counts = {"sessions", "users", "actions", "bounces", "engaged_sessions", "converting_sessions",
+              "converting_users", "total_duration_seconds"}
+    types = {field.name: field.dataType for field in kpis.schema.fields}
+    empty = periods.select(
+        "period", "period_start", F.lit(ALL).alias("dimension"), F.lit(ALL).alias("dimension_value"),
+        *[F.lit(0 if name in counts else None).cast(types[name]).alias(name) for name in KPI_COLUMNS[4:]],
+    )
+    # A few rows per period: which of the two to keep is decided per group, with no second pass over the sessions.
+    first = Window.partitionBy(*GROUP).orderBy(is_filler)
+    return (
+        kpis.withColumn(is_filler, F.lit(False))
+        .unionByName(empty.withColumn(is_filler, F.lit(True)))
+        .withColumn("row", F.row_number().over(first))
+        .where(F.col("row") == 1)
+        .select(*kpis.columns)
+    )
+
+
 OTHER_ACTIONS = "(other)"
 
 # The action_kpis table's columns; is_complete is added by with_completeness.

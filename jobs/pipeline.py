@@ -51,6 +51,7 @@ from jobs.metrics import (
     in_periods,
     kpis_by_period,
     with_completeness,
+    with_empty_periods,
     with_first_seen_day,
 )
 from jobs.periods import Period, Periods, complete_periods, days_of, periods_of
@@ -71,6 +72,7 @@ from jobs.read import (
     InputListing,
     commits_by_tag,
     events_between,
+    landed_folders,
     list_input,
     load_input,
     read_assignments,
@@ -141,8 +143,11 @@ def run(spark: SparkSession, config: JobConfig, first_day: date, last_day: date)
     window_start = first_day - timedelta(days=config.input.late_days)
     require_schema(spark, config.output.catalog)
     assignments = _usable_assignments(spark, config)  # checked before any work: a bad one stops the run here
-    inputs = _list_input(spark, config, window_start, last_day)
     runs = _runs(spark, config)
+    # Days skipped by earlier runs for want of input: whether their folders have landed since is looked up too.
+    skipped = {p for r in runs for day in r.days_without_input
+               for p in required_partitions(day, day, config.reporting.timezone)}
+    inputs = _list_input(spark, config, window_start, last_day, skipped)
     processed = processed_days(runs)
     without_input = _days_without_input(config, inputs, first_day, last_day)
     asked = set(days_between(first_day, last_day)) - set(without_input)
@@ -263,14 +268,20 @@ def _late_days(
 @dataclass(frozen=True)
 class _Input:
     """The input as a run found it, listed once: its files, per partition date a fingerprint of its files, the
-    dates present, and the input loaded for every partition the run's days need (each step takes its own
-    partitions from it, so the files are listed and their schemas merged once)."""
+    partitions that have landed, and the input loaded for every partition the run's days need (each step takes its
+    own partitions from it, so the files are listed and their schemas merged once)."""
 
     listing: InputListing
     fingerprints: dict[date, str]
+    # Partitions with files, or whose folder exists (an empty day's), among the days the run looked at.
     present: frozenset[date]
     source: DataFrame
     source_range: tuple[date, date]  # the partitions `source` was loaded for
+    complete_through: date | None = None  # input.complete_through: every partition up to it has landed
+
+    def has_landed(self, partition: date) -> bool:
+        """Whether the UTC partition has landed: it has files, its folder exists, or complete_through covers it."""
+        return partition in self.present or (self.complete_through is not None and partition <= self.complete_through)
 
 
 @dataclass(frozen=True)
@@ -285,9 +296,12 @@ class _RunContext:
     assignments: DataFrame | None = None
 
 
-def _list_input(spark: SparkSession, config: JobConfig, first_day: date, last_day: date) -> _Input:
+def _list_input(
+    spark: SparkSession, config: JobConfig, first_day: date, last_day: date, also: set[date] = frozenset()
+) -> _Input:
     """List the input partitions and check the input's format, columns and types: every input error is raised
-    here, before a run writes anything."""
+    here, before a run writes anything. The partitions of [first_day, last_day]'s input and `also` are looked up
+    as folders when they have no file (a landed day without rows)."""
     rules = config.sessionization
     listing = list_input(spark, config.input)
     fingerprints = listing.fingerprints()
@@ -297,10 +311,14 @@ def _list_input(spark: SparkSession, config: JobConfig, first_day: date, last_da
     )
     segments = config.reporting.segments
     source = load_input(spark, config.input, segments, first_input, last_input, listing, _tags(config))
+    complete_through = config.input.complete_through
     if not fingerprints and config.input.format is InputFormat.DELTA:
         events = events_between(source, config.input, segments, first_input, last_input)
-        return _Input(listing, fingerprints, frozenset(unpartitioned_days(events)), source, (first_input, last_input))
-    return _Input(listing, fingerprints, frozenset(fingerprints), source, (first_input, last_input))
+        present = frozenset(unpartitioned_days(events))
+    else:
+        looked_up = set(days_between(first_input, last_input)) | set(also)
+        present = frozenset(fingerprints) | landed_folders(spark, config.input, listing, looked_up)
+    return _Input(listing, fingerprints, present, source, (first_input, last_input), complete_through)
 
 
 def _tags(config: JobConfig) -> tuple[str, ...]:
@@ -325,7 +343,7 @@ def _events(
 
 
 def _missing_partitions(config: JobConfig, inputs: _Input, day: date) -> list[date]:
-    return [p for p in required_partitions(day, day, config.reporting.timezone) if p not in inputs.present]
+    return [p for p in required_partitions(day, day, config.reporting.timezone) if not inputs.has_landed(p)]
 
 
 def _has_input(config: JobConfig, inputs: _Input, day: date) -> bool:
@@ -346,8 +364,17 @@ def _days_without_input(config: JobConfig, inputs: _Input, first_day: date, last
     path = config.input.location
     found = f"{min(inputs.present)}..{max(inputs.present)}" if inputs.present else "none"
     if len(without) == len(asked):
-        raise InputError(f"input {path!r} has no partition for {first_day}..{last_day} (partitions found: {found}); "
-                         "nothing was written")
+        looked_for = required_partitions(first_day, last_day, config.reporting.timezone)
+        absent = sorted({p for day in without for p in missing[day]})
+        if len(absent) == len(looked_for):
+            what = f"no partition for any day of {first_day}..{last_day}"
+        else:
+            what = f"no day of {first_day}..{last_day} with all its partitions (missing: {_dates(absent)})"
+        raise InputError(
+            f"input {path!r} has {what}: looked for the UTC partitions {_dates(looked_for)} "
+            f"(partitions found: {found}); nothing was written. A partition has landed when its folder exists, "
+            "or when input.complete_through (--complete-through) covers it"
+        )
     if config.validation.require_every_day:
         partitions = sorted({p for day in without for p in missing[day]})
         raise InputError(
@@ -358,6 +385,11 @@ def _days_without_input(config: JobConfig, inputs: _Input, first_day: date, last
         log.warning("day %s skipped: input partition %s missing (it can be run once the input is there)",
                     day, ", ".join(map(str, missing[day])))
     return without
+
+
+def _dates(days: list[date]) -> str:
+    # Consecutive days as a range: a year of partitions stays one line.
+    return ", ".join(str(first) if first == last else f"{first}..{last}" for first, last in blocks(days))
 
 
 def _runs(spark: SparkSession, config: JobConfig) -> list[RunRecord]:
@@ -570,12 +602,21 @@ class _Progress:
     wrote_tables = False
 
 
-def _require_every_day(present: set[date], config: JobConfig, first_day: date, last_day: date) -> None:
+def _require_every_day(
+    spark: SparkSession, config: JobConfig, inputs: _Input, events: DataFrame, first_day: date, last_day: date
+) -> None:
     # A run replaces its days in every table, so a day without input would silently erase what was stored. `run`
     # skips the asked days without input before any step, so this guards the days a repair redoes: their input
-    # may have been removed since the broken run.
+    # may have been removed since the broken run, or lie outside the days the run looked up.
     required = required_partitions(first_day, last_day, config.reporting.timezone)
-    missing = [day.isoformat() for day in required if day not in present]
+    unseen = [day for day in required if not inputs.has_landed(day)]
+    if not unseen:
+        return
+    if not inputs.fingerprints and config.input.format is InputFormat.DELTA:
+        landed = unpartitioned_days(events)  # a Delta table without date folders: the dates its rows have
+    else:
+        landed = landed_folders(spark, config.input, inputs.listing, unseen)
+    missing = [day.isoformat() for day in unseen if day not in landed]
     if missing:
         raise InputError(
             f"input {config.input.location!r} has no partition for {', '.join(missing)}; nothing was written "
@@ -626,9 +667,7 @@ def _process(
 
     fingerprints = inputs.fingerprints
     events = _events(spark, config, inputs, first_input, last_input)
-    unpartitioned = not fingerprints and config.input.format is InputFormat.DELTA
-    present = unpartitioned_days(events) if unpartitioned else set(fingerprints)
-    _require_every_day(present, config, first_day, last_day)
+    _require_every_day(spark, config, inputs, events, first_day, last_day)
     # The run accounts for the rows of its own partitions: each is quarantined, non-interactive, deduplicated or
     # sessionized. The counts are taken at three different steps, so a row lost or duplicated between them shows.
     is_own_row = _is_owned_by_run(first_day, last_day)
@@ -645,6 +684,7 @@ def _process(
             F.count_if(is_own_row & F.col("reject_reason").isNotNull()).alias("rejected"),
             *[F.count_if(is_own_row & (F.col("reject_reason") == reason)).alias(reason) for reason in REASONS],
             F.count_if(is_own_valid_row & is_named(non_interactive)).alias("non_interactive"),
+            F.collect_set(F.when(is_own_row, F.col("event_date"))).alias("partitions_with_rows"),
             *[F.count_if(is_own_valid_row & (F.col("event_name") == name)).alias(f"seen {n}")
               for n, name in enumerate(configured_events)],
         )
@@ -749,6 +789,7 @@ def _process(
         kpis = (
             kpis_by_period(dated, segments)
             .where(in_periods(periods))
+            .transform(with_empty_periods, _periods_frame(spark, periods))
             .transform(with_completeness, complete_periods(periods, processed))
         )
         with stage("compute and write KPIs") as counts:
@@ -782,13 +823,27 @@ def _process(
     return record.finished(
         SUCCEEDED,
         wrote_tables=True,
-        partitions_read=tuple(sorted(d for d in present if first_input <= d <= last_input)),
+        partitions_read=tuple(d for d in days_between(first_input, last_input) if inputs.has_landed(d)),
         **counts,
         sessions_written=sessions_written,
         day_states=day_states,
         configured_events_seen=seen,
         action_names_folded=names_folded,
+        empty_days=_empty_days(record, read_counts["partitions_with_rows"]),
     )
+
+
+def _empty_days(record: RunRecord, partitions_with_rows: list[date]) -> tuple[date, ...]:
+    """The run's own partitions that had landed without rows, logged: their days run, and say zero sessions."""
+    empty = tuple(day for day in days_between(record.first_day, record.last_day) if day not in set(partitions_with_rows))
+    if empty:
+        log.info("run %s: partitions %s landed without rows", record.run_id, _dates(list(empty)))
+    return empty
+
+
+def _periods_frame(spark: SparkSession, periods: Periods) -> DataFrame:
+    rows = [(period.value, start) for period, starts in periods.items() for start in sorted(starts)]
+    return spark.createDataFrame(rows, "period string, period_start date")
 
 
 def _write_assignments(
@@ -913,11 +968,14 @@ def summary(spark: SparkSession, config: JobConfig, first_day: date, last_day: d
     def percent(rate: float | None) -> str:
         return "-" if rate is None else f"{100 * rate:.1f}%"
 
+    def ratio(value: float | None) -> str:  # null in a period without sessions
+        return "-" if value is None else f"{value:.2f}"
+
     for row in kpi_rows:
         partial = "" if row["is_complete"] else "  (incomplete)"
         lines.append(
             f"{row['period']:<6} {row['period_start'].isoformat():<10} {row['sessions']:>10,} {row['users']:>8,}"
-            f" {row['actions']:>11,} {row['aps']:>7.2f} {row['spu']:>6.2f}"
+            f" {row['actions']:>11,} {ratio(row['aps']):>7} {ratio(row['spu']):>6}"
             f" {seconds(row['median_duration_seconds']):>9} {seconds(row['p90_duration_seconds']):>8}"
             f" {percent(row['bounce_rate']):>7} {percent(row['engagement_rate']):>8}"
             f" {percent(row['conversion_rate']):>8}{partial}"
@@ -988,4 +1046,7 @@ def _accounting_lines(records: list[RunRecord]) -> list[str]:
     skipped = sorted({day for record in records for day in record.days_without_input})
     if skipped:
         lines.append("days skipped, input missing: " + ", ".join(map(str, skipped)))
+    empty = sorted({day for record in records for day in record.empty_days})
+    if empty:
+        lines.append("partitions landed without rows: " + _dates(empty))
     return lines

@@ -6,6 +6,7 @@ import hashlib
 import logging
 import re
 from datetime import date
+from collections.abc import Iterable
 from functools import reduce
 from operator import or_
 from typing import NamedTuple
@@ -110,11 +111,12 @@ class InputListing(NamedTuple):
         return list(paths)
 
     def _files_between(self, first_day: date, last_day: date) -> list[InputFile]:
-        def wanted(path: str) -> bool:
-            day = _partition_date(_partition_text(path, self.date_column))
-            return day is None or first_day <= day <= last_day
+        def wanted(file: InputFile) -> bool:
+            day = _partition_date(_partition_text(file.path, self.date_column))
+            # A zero-byte file holds no rows (Spark's scan skips it); it only marks its day as landed.
+            return file.size != "0" and (day is None or first_day <= day <= last_day)
 
-        return [file for file in self.files if wanted(file.path)]
+        return [file for file in self.files if wanted(file)]
 
 
 def _partition_folder(path: str, date_column: str) -> str:
@@ -147,9 +149,44 @@ def list_input(spark: SparkSession, spec: InputSpec) -> InputListing:
     if spec.format is InputFormat.DELTA:
         files = tuple(InputFile(path, "", "") for path in _load(spark, spec, []).inputFiles())
     else:
-        files = tuple(InputFile(row["path"], row["size"], row["modified"]) for row in _list_files(spark, spec))
+        files = _list_files(spark, spec)
         _require_format(spark, spec, files)
     return InputListing(spec.columns.event_date, files)
+
+
+def landed_folders(spark: SparkSession, spec: InputSpec, listing: InputListing, days: Iterable[date]) -> frozenset[date]:
+    """Those of `days` whose partition folder exists in folder input, whatever it holds: a day with only a
+    `_SUCCESS` marker, or an empty folder, has landed even though the listing shows no file in it.
+
+    Only the days the listing has no file for are looked at, one folder each (a listing call on the driver, no
+    data read), under every parent folder the listing's date folders sit in. A Delta table's folders may hold
+    files Delta has removed, so for Delta input this is empty: `input.complete_through` says what has landed.
+    """
+    if spec.format is InputFormat.DELTA or spec.path is None:
+        return frozenset()
+    with_files = set(listing.fingerprints())
+    parents = {
+        _partition_folder(file.path, listing.date_column).rsplit(f"/{listing.date_column}=", 1)[0]
+        for file in listing.files
+        if _partition_date(_partition_text(file.path, listing.date_column))
+    } or {spec.path.rstrip("/")}
+    landed = set()
+    for day in sorted(set(days) - with_files):
+        if any(_folder_exists(spark, f"{parent}/{listing.date_column}={day.isoformat()}") for parent in sorted(parents)):
+            landed.add(day)
+    return frozenset(landed)
+
+
+def _folder_exists(spark: SparkSession, folder: str) -> bool:
+    # Spark's file sources list a folder when a reader is created, without running a job, and fail on a path that
+    # does not exist: the public way to ask a cluster's file system (S3, ABFS, DBFS, HDFS) about a folder.
+    try:
+        spark.read.format("binaryFile").load(folder)
+    except AnalysisException as error:
+        if "PATH_NOT_FOUND" in str(error):
+            return False
+        raise
+    return True
 
 
 def read_events(
@@ -397,7 +434,7 @@ def _require_types(source: DataFrame, spec: InputSpec, wanted: dict[str, str]) -
             )
 
 
-def _list_files(spark: SparkSession, spec: InputSpec) -> list:
+def _list_files(spark: SparkSession, spec: InputSpec) -> tuple[InputFile, ...]:
     # binaryFile lists the files like any file source; without its content column it reads no data.
     try:
         listing = spark.read.format("binaryFile").load(spec.path)
@@ -405,12 +442,23 @@ def _list_files(spark: SparkSession, spec: InputSpec) -> list:
         if "PATH_NOT_FOUND" in str(error):
             raise InputError(f"input.path {spec.path!r} does not exist or holds no {spec.format.value} input") from None
         raise
-    return listing.select(
+    rows = listing.select(
         "path",
         F.col("length").cast("string").alias("size"),
         # Microseconds since the epoch: text of a timestamp would change with the session time zone.
         F.unix_micros("modificationTime").cast("string").alias("modified"),
     ).collect()  # a listing, not data: one short row per input file (three years of hourly files: 26k rows)
+    files = [InputFile(row["path"], row["size"], row["modified"]) for row in rows]
+    # The scan skips zero-byte files, but the reader's own listing (inputFiles, on the driver) has them: a quiet
+    # day's empty export file still marks its day as landed.
+    listed = {_comparable_path(file.path) for file in files}
+    empty = [path for path in listing.inputFiles() if _comparable_path(path) not in listed]
+    return tuple(files + [InputFile(path, "0", "") for path in sorted(empty)])
+
+
+def _comparable_path(path: str) -> str:
+    # The scan's paths read file:/x, the listing's file:///x: the same file.
+    return re.sub(r"^([a-z]+):/+", r"\1:/", path)
 
 
 # File name endings of each file format (a compression suffix may follow: .json.gz, .csv.bz2).

@@ -24,7 +24,8 @@ RUNS_SCHEMA = (
     "day_states array<struct<day: date, input_fingerprint: string, anchor_fingerprint: string>>, "
     "changed_days_not_processed array<date>, message string, "
     "rows_sessionized long, quarantine_reasons map<string, long>, days_without_input array<date>, "
-    "rows_non_interactive long, configured_events_seen map<string, long>, action_names_folded long"
+    "rows_non_interactive long, configured_events_seen map<string, long>, action_names_folded long, "
+    "empty_days array<date>"
 )
 
 RUNNING, SUCCEEDED, FAILED, REPAIRED = "running", "succeeded", "failed", "repaired"
@@ -68,6 +69,8 @@ class RunRecord:
     # Rows read of each conversion and non-interactive event name in the config: 0 is most likely a typo.
     configured_events_seen: dict[str, int] = field(default_factory=dict)
     action_names_folded: int | None = None  # distinct event names summed into (other) in action_kpis
+    # The run's own input partitions (UTC dates first_day..last_day) that had landed without a single row.
+    empty_days: tuple[date, ...] = ()
 
     def finished(self, status: str, **changes) -> RunRecord:
         return replace(self, status=status, ended_at=now(), **changes)
@@ -83,6 +86,7 @@ def to_frame(spark: SparkSession, record: RunRecord) -> DataFrame:
     values["partitions_read"] = list(record.partitions_read)
     values["changed_days_not_processed"] = list(record.changed_days_not_processed)
     values["days_without_input"] = list(record.days_without_input)
+    values["empty_days"] = list(record.empty_days)
     values["day_states"] = [(s.day, s.input_fingerprint, s.anchor_fingerprint) for s in record.day_states]
     schema = StructType.fromDDL(RUNS_SCHEMA)
     return spark.createDataFrame([tuple(values[name] for name in schema.fieldNames())], schema)
@@ -94,6 +98,7 @@ def from_row(row) -> RunRecord:
     values["changed_days_not_processed"] = tuple(values["changed_days_not_processed"] or ())
     # Rows written before a column existed read it as null.
     values["days_without_input"] = tuple(values.get("days_without_input") or ())
+    values["empty_days"] = tuple(values.get("empty_days") or ())
     values["quarantine_reasons"] = dict(values.get("quarantine_reasons") or {})
     values.setdefault("rows_sessionized", None)
     values.setdefault("rows_non_interactive", None)
