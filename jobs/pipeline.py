@@ -144,11 +144,12 @@ def run(spark: SparkSession, config: JobConfig, first_day: date, last_day: date)
     require_schema(spark, config.output.catalog)
     assignments = _usable_assignments(spark, config)  # checked before any work: a bad one stops the run here
     runs = _runs(spark, config)
-    # Days skipped by earlier runs for want of input: whether their folders have landed since is looked up too.
-    skipped = {p for r in runs for day in r.days_without_input
-               for p in required_partitions(day, day, config.reporting.timezone)}
-    inputs = _list_input(spark, config, window_start, last_day, skipped)
     processed = processed_days(runs)
+    # Days skipped by earlier runs for want of input and never processed since: whether their folders have landed
+    # is looked up too.
+    skipped = {day for r in runs for day in r.days_without_input} - set(processed)
+    inputs = _list_input(spark, config, window_start, last_day,
+                         {p for day in skipped for p in required_partitions(day, day, config.reporting.timezone)})
     without_input = _days_without_input(config, inputs, first_day, last_day)
     asked = set(days_between(first_day, last_day)) - set(without_input)
     late, left = _late_days(spark, config, inputs, runs, window_start, first_day)

@@ -104,19 +104,31 @@ class InputListing(NamedTuple):
         fingerprint, so a later run finds the day changed (and processes it again while it is in the late-data
         window, as for any late file).
         """
+        files = self._files_between(first_day, last_day)
+        if not any(self._is_dated(file) and file.size != "0" for file in files):
+            # No partition of the days holds data: the latest data folder gives the read its columns (its rows lie
+            # outside the days, which the read filters on before anything else).
+            data = [file for file in self.files if self._is_dated(file) and file.size != "0"]
+            files += data[-1:] if data else []
+        # A zero-byte file holds no rows, but a parquet read fails on it (no footer): the other files of its folder
+        # are read one by one.
+        with_zero_byte_file = {_partition_folder(file.path, self.date_column) for file in files if file.size == "0"}
         paths: dict[str, None] = {}  # ordered and unique
-        for file in self._files_between(first_day, last_day):
+        for file in (file for file in files if file.size != "0"):
             folder = _partition_folder(file.path, self.date_column)
-            paths[folder if _partition_date(_partition_text(file.path, self.date_column)) else file.path] = None
+            whole_folder = self._is_dated(file) and folder not in with_zero_byte_file
+            paths[folder if whole_folder else file.path] = None
         return list(paths)
 
-    def _files_between(self, first_day: date, last_day: date) -> list[InputFile]:
-        def wanted(file: InputFile) -> bool:
-            day = _partition_date(_partition_text(file.path, self.date_column))
-            # A zero-byte file holds no rows (Spark's scan skips it); it only marks its day as landed.
-            return file.size != "0" and (day is None or first_day <= day <= last_day)
+    def _is_dated(self, file: InputFile) -> bool:
+        return _partition_date(_partition_text(file.path, self.date_column)) is not None
 
-        return [file for file in self.files if wanted(file)]
+    def _files_between(self, first_day: date, last_day: date) -> list[InputFile]:
+        def wanted(path: str) -> bool:
+            day = _partition_date(_partition_text(path, self.date_column))
+            return day is None or first_day <= day <= last_day
+
+        return [file for file in self.files if wanted(file.path)]
 
 
 def _partition_folder(path: str, date_column: str) -> str:
@@ -451,14 +463,14 @@ def _list_files(spark: SparkSession, spec: InputSpec) -> tuple[InputFile, ...]:
     files = [InputFile(row["path"], row["size"], row["modified"]) for row in rows]
     # The scan skips zero-byte files, but the reader's own listing (inputFiles, on the driver) has them: a quiet
     # day's empty export file still marks its day as landed.
-    listed = {_comparable_path(file.path) for file in files}
-    empty = [path for path in listing.inputFiles() if _comparable_path(path) not in listed]
-    return tuple(files + [InputFile(path, "0", "") for path in sorted(empty)])
+    listed = {file.path for file in files}
+    empty = {_as_scanned(path) for path in listing.inputFiles()} - listed
+    return tuple(sorted(files + [InputFile(path, "0", "") for path in empty]))
 
 
-def _comparable_path(path: str) -> str:
-    # The scan's paths read file:/x, the listing's file:///x: the same file.
-    return re.sub(r"^([a-z]+):/+", r"\1:/", path)
+def _as_scanned(path: str) -> str:
+    # inputFiles names a local file file:///x, the scan's path column file:/x: the same file, in the scan's form.
+    return re.sub(r"^file:/+", "file:/", path)
 
 
 # File name endings of each file format (a compression suffix may follow: .json.gz, .csv.bz2).

@@ -109,19 +109,22 @@ def _task_parameters(name: str, given: dict[str, str] | None = None, key: str = 
 
 
 @pytest.mark.parametrize(
-    "name, given, days",
+    "name, given, days, complete_through",
     [
-        ("sessionlake_daily", None, (date(2026, 11, 24), date(2026, 11, 24))),  # the day before the trigger's
-        ("sessionlake_backfill", {"from": "2026-10-01", "to": "2026-10-31"}, (date(2026, 10, 1), date(2026, 10, 31))),
+        # The day before the trigger's; the partitions it waited for have landed, up to that day.
+        ("sessionlake_daily", None, (date(2026, 11, 24), date(2026, 11, 24)), date(2026, 11, 24)),
+        ("sessionlake_backfill", {"from": "2026-10-01", "to": "2026-10-31"}, (date(2026, 10, 1), date(2026, 10, 31)),
+         None),
     ],
 )
-def test_a_task_passes_parameters_the_command_line_accepts_with_a_valid_config(name, given, days):
+def test_a_task_passes_parameters_the_command_line_accepts_with_a_valid_config(name, given, days, complete_through):
     parameters = _task_parameters(name, given)
 
     args = parse_args(parameters)
 
     assert args.command == "run"
     assert (args.first_day, args.last_day) == days
+    assert args.complete_through == complete_through
     config = load_config(args.config)
     assert config.output.catalog == "main.analytics"
 

@@ -53,6 +53,19 @@ def test_day_before_runs_the_reporting_day_before_the_date_a_scheduler_passes():
     assert (args.first_day, args.last_day) == (date(2028, 2, 29), date(2028, 2, 29))
 
 
+def test_complete_before_says_every_partition_before_the_date_a_scheduler_passes_has_landed():
+    args = parse_args(["run", "--config", "job.yaml", "--day-before", "2028-03-01", "--complete-before", "2028-03-01"])
+
+    assert args.complete_through == date(2028, 2, 29)
+
+
+def test_complete_through_and_complete_before_together_are_an_error(config, capsys):
+    argv = ["run", "--config", str(config), "--date", "2026-11-01", "--complete-through", "2026-11-01",
+            "--complete-before", "2026-11-02"]
+    assert exit_code(argv) == 2
+    assert "--complete-through and --complete-before cannot be combined: give one" in capsys.readouterr().err
+
+
 def test_an_unknown_input_format_flag_is_refused(config, capsys):
     assert exit_code(["run", "--config", str(config), "--date", "2026-11-01", "--input-format", "xlsx"]) == 2
     assert "argument --input-format: invalid choice: 'xlsx'" in capsys.readouterr().err

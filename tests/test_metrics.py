@@ -12,6 +12,7 @@ from jobs.metrics import (
     in_periods,
     kpis_by_period,
     ranked_actions,
+    with_empty_periods,
     with_first_seen_day,
 )
 from jobs.periods import Period, complete_periods, periods_of
@@ -191,6 +192,29 @@ def test_a_period_is_complete_only_when_every_one_of_its_days_is_processed():
         Period.MONTH: set(),
     }
     assert complete_periods(periods, processed | {date(2026, 11, 8)})[Period.WEEK] == {date(2026, 11, 2)}
+
+
+def test_a_period_without_sessions_gets_a_row_of_zero_sessions_and_null_ratios_and_others_are_left_alone(spark):
+    monday, tuesday = date(2026, 11, 2), date(2026, 11, 3)
+    computed = kpis(spark, [("u1", 2, monday, "ios")], [("u1", LONG_AGO)])
+    periods = spark.createDataFrame([("day", monday), ("day", tuesday), ("week", monday)],
+                                    "period string, period_start date")
+
+    filled = with_empty_periods(computed.where(in_periods({Period.DAY: frozenset({monday, tuesday}),
+                                                           Period.WEEK: frozenset({monday})})), periods)
+
+    tuesday_rows = filled.where("period_start = DATE'2026-11-03'").collect()
+    assert [r.asDict() for r in tuesday_rows] == [dict(
+        period="day", period_start=tuesday, dimension="all", dimension_value="all", sessions=0, users=0, actions=0,
+        aps=None, spu=None, total_duration_seconds=0.0, avg_duration_seconds=None, median_duration_seconds=None,
+        p90_duration_seconds=None, bounces=0, bounce_rate=None, engaged_sessions=0, engagement_rate=None,
+        converting_sessions=0, conversion_rate=None, converting_users=0, user_conversion_rate=None,
+    )]
+    # Monday's day and week rows (all, platform, user_type) are the computed ones, untouched and not doubled.
+    assert filled.where("period_start = DATE'2026-11-02'").orderBy("period", "dimension").collect() == (
+        computed.where("period_start = DATE'2026-11-02'").orderBy("period", "dimension").collect()
+    )
+    assert [(f.name, f.dataType) for f in filled.schema] == [(f.name, f.dataType) for f in computed.schema]
 
 
 def test_in_periods_keeps_only_the_touched_rows(spark):

@@ -2,6 +2,8 @@
 with a late file landing part way, leave `sessions`, `users`, `kpis`, `action_kpis`, `assignments` and `experiments`
 equal to one run over all the days.
 
+One UTC partition lands as an empty folder: it stays empty, or the late file brings all its rows.
+
 An event set is a few users, each with its own history (bursts that cross midnight, a bot that never pauses and
 hits the 24h cap, resent duplicates, events that arrive late; conversions, non-interactive events, and more
 event names than action_kpis keeps; most users in an A/B test, read off event columns, some seen in both variants),
@@ -88,7 +90,8 @@ def tag(tags: dict[str, tuple], user: str, event_id: str) -> tuple[str | None, s
 
 @st.composite
 def event_sets(draw, kind: str):
-    """(on_time, late) rows of EVENT_SETS independent event sets in one input.
+    """(on-time rows, late rows, quiet partition) of EVENT_SETS independent event sets in one input. The quiet UTC
+    partition lands as an empty folder before the runs: it stays empty, or all its rows come in the late file.
 
     Each set comes from its own pseudo-random generator, seeded by the drawn seed, the schedule kind and the set's
     number: Hypothesis tries the smallest seed first, and this way even that first example holds EVENT_SETS
@@ -96,7 +99,13 @@ def event_sets(draw, kind: str):
     """
     seed = draw(st.integers(0, 2**32 - 1))
     drawn = [event_set(random.Random(f"{seed}-{kind}-{n}"), f"s{n}") for n in range(EVENT_SETS)]
-    return [r for on_time, _ in drawn for r in on_time] + FILLER, [r for _, late in drawn for r in late]
+    on_time, late = [r for on_time, _ in drawn for r in on_time] + FILLER, [r for _, late in drawn for r in late]
+    quiet = draw(st.sampled_from([f"2026-03-{d}" for d in (27, 28, 29, 30)]))
+    of_quiet = [r for r in on_time + late if r[3].startswith(quiet)]
+    others_on_time, others_late = [r for r in on_time if r not in of_quiet], [r for r in late if r not in of_quiet]
+    if draw(st.booleans()):
+        return others_on_time, others_late + of_quiet, quiet  # filled by the late file
+    return others_on_time, others_late, quiet  # stays empty
 
 
 def _day_by_day(order):
@@ -160,14 +169,16 @@ def test_daily_runs_reruns_out_of_order_runs_and_backfills_with_late_files_equal
     )
     @given(data=event_sets(kind), steps=SCHEDULES[kind](), late_after=st.integers(1, 4))
     def check(data, steps, late_after):
-        on_time, late = data
+        on_time, late, quiet = data
         with tempfile.TemporaryDirectory() as folder:
             full = configure(Path(folder) / "full")
             write_events(spark, Path(folder) / "full" / "events", on_time + late, schema=TAGGED_EVENTS)
+            (Path(folder) / "full" / "events" / f"event_date={quiet}").mkdir(exist_ok=True)
             assert run(full, "--from", DAYS[0], "--to", DAYS[-1]) == 0
 
             daily = configure(Path(folder) / "daily")
             write_events(spark, Path(folder) / "daily" / "events", on_time, schema=TAGGED_EVENTS)
+            (Path(folder) / "daily" / "events" / f"event_date={quiet}").mkdir()  # landed, without rows yet
             for number, (first, last) in enumerate(steps, start=1):
                 assert run(daily, "--from", first, "--to", last) == 0
                 if number == min(late_after, len(steps)) and late:
