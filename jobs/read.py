@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from datetime import date
 from collections.abc import Iterable
+from datetime import date
 from functools import reduce
 from operator import or_
 from typing import NamedTuple

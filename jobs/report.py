@@ -67,8 +67,10 @@ class Tile:
     period: str
     period_start: date
     label: str
-    value: float
+    value: float  # NaN for a ratio of a period without sessions
     change: float | None  # relative: 0.05 is +5%; None without a previous period (or with a zero one)
+    # Why there is no change although there is a period before: no sessions in one of the two, or a zero base.
+    note: str | None = None
 
 
 def headline_tiles(kpis: pd.DataFrame, before: pd.DataFrame | None = None) -> list[Tile]:
@@ -90,8 +92,22 @@ def headline_tiles(kpis: pd.DataFrame, before: pd.DataFrame | None = None) -> li
         for column, label in _TILE_METRICS:
             base = None if previous is None else previous[column]
             change = None if _is_missing(base) or base == 0 else latest[column] / base - 1
-            tiles.append(Tile(period, latest["period_start"], label, float(latest[column]), change))
+            tiles.append(Tile(period, latest["period_start"], label, float(latest[column]), change,
+                              _no_change_note(period, latest[column], base, previous is not None)))
     return tiles
+
+
+def _no_change_note(period: str, value: object, base: object, has_previous: bool) -> str | None:
+    # A processed period without sessions has 0 counts and no ratios (0 / 0): a change from or to it is not a number.
+    if not has_previous:
+        return None
+    if _is_missing(value):
+        return "no sessions"
+    if _is_missing(base):
+        return f"no sessions on the {period} before"
+    if base == 0:
+        return f"from 0 on the {period} before"
+    return None
 
 
 def _complete_of_all_users(kpis: pd.DataFrame) -> pd.DataFrame:
@@ -516,7 +532,8 @@ def _tiles_section(tiles: list[Tile]) -> str:
         cells = "".join(
             f'<div class="tile"><div class="label">{html.escape(tile.label)}</div>'
             f'<div class="value">{format_number(tile.label, tile.value)}</div>'
-            f'<div class="change {_direction(tile.change)}">{format_change(tile.change, tile.period)}</div></div>'
+            f'<div class="change {_direction(tile.change)}">'
+            f'{html.escape(tile.note or format_change(tile.change, tile.period))}</div></div>'
             for tile in of_period
         )
         rows.append(f'<h3>{period.capitalize()} of {of_period[0].period_start.isoformat()}</h3>'
@@ -525,7 +542,9 @@ def _tiles_section(tiles: list[Tile]) -> str:
 
 
 def format_number(label: str, value: float) -> str:
-    """Ratios with two decimals, counts whole with thousands separators."""
+    """Ratios with two decimals, counts whole with thousands separators; n/a for a ratio without sessions."""
+    if _is_missing(value):
+        return "n/a"
     return f"{value:,.2f}" if label in ("APS", "SPU") else f"{value:,.0f}"
 
 

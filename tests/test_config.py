@@ -1,4 +1,4 @@
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -68,6 +68,21 @@ def test_the_shipped_config_is_valid():
     config = load_config(Path(__file__).parent.parent / "conf" / "sessionlake.yaml")
 
     assert config.sessionization.inactivity_timeout == timedelta(minutes=30)
+
+
+def test_complete_through_is_a_date_in_the_config_and_the_command_line_overrides_it(tmp_path):
+    path = write(tmp_path, "input: {path: data/events, complete_through: 2026-10-27}\noutput: {path: data/out}\n")
+
+    assert load_config(path).input.complete_through == date(2026, 10, 27)
+    assert load_config(path, complete_through=date(2026, 10, 28)).input.complete_through == date(2026, 10, 28)
+    assert load_config(write(tmp_path, MINIMAL)).input.complete_through is None
+
+
+def test_a_complete_through_that_is_not_a_date_is_an_error_naming_the_key(tmp_path):
+    path = write(tmp_path, "input: {path: data/events, complete_through: yesterday}\noutput: {path: data/out}\n")
+
+    with pytest.raises(ConfigError, match="input.complete_through: "):
+        load_config(path)
 
 
 def test_an_unknown_key_is_an_error_naming_it(tmp_path):

@@ -80,6 +80,25 @@ def test_headline_tiles_show_the_latest_complete_period_of_each_kind_and_its_cha
     ]
 
 
+def test_a_day_without_sessions_shows_zero_counts_no_ratios_and_says_why_there_is_no_change():
+    # 1 November had 10 sessions; 2 and 3 November were processed without any (0 sessions, null APS and SPU).
+    rows = kpis([("day", date(2026, 11, 1), 10, 5, 16, True)])
+    empty = pd.DataFrame([("day", date(2026, 11, n), "all", "all", 0, 0, 0, None, None, True) for n in (2, 3)],
+                         columns=KPI_COLUMNS)
+    days = pd.concat([rows, empty])
+
+    after_sessions = {tile.label: tile for tile in headline_tiles(days[days["period_start"] < date(2026, 11, 3)])}
+    after_quiet_day = {tile.label: tile for tile in headline_tiles(days)}
+
+    assert (after_sessions["APS"].note, after_sessions["Sessions"].change) == ("no sessions", pytest.approx(-1.0))
+    assert after_quiet_day["APS"].note == "no sessions"
+    assert after_quiet_day["Sessions"].note == "from 0 on the day before"
+    page = build_report(ReportTables(kpis=days), "t", date(2026, 11, 4), "", None, None)
+    tiles = page[page.index("Latest complete periods"):].split("</section>")[0]
+    assert '<div class="value">n/a</div>' in tiles and "nan" not in tiles
+    assert "from 0 on the day before" in tiles
+
+
 def test_a_change_is_only_against_the_period_just_before():
     tiles = headline_tiles(kpis([("day", date(2026, 11, 1), 10, 5, 16, True),
                                  ("day", date(2026, 11, 3), 12, 4, 24, True)]))
