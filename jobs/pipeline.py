@@ -17,6 +17,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from jobs.config import ALL, InputFormat, JobConfig, OutputSpec, Table
+from jobs.costs import NONE, Costs, Tally, counting
 from jobs.dates import local_date
 from jobs.errors import AccountingError, ConflictError, InputError
 from jobs.experiments import (
@@ -141,35 +142,39 @@ def run(spark: SparkSession, config: JobConfig, first_day: date, last_day: date)
     """
     rules, timezone = config.sessionization, config.reporting.timezone
     window_start = first_day - timedelta(days=config.input.late_days)
-    require_schema(spark, config.output.catalog)
-    assignments = _usable_assignments(spark, config)  # checked before any work: a bad one stops the run here
-    runs = _runs(spark, config)
-    processed = processed_days(runs)
-    # Days skipped by earlier runs for want of input and never processed since: whether their folders have landed
-    # is looked up too.
-    skipped = {day for r in runs for day in r.days_without_input} - set(processed)
-    inputs = _list_input(spark, config, window_start, last_day,
-                         {p for day in skipped for p in required_partitions(day, day, config.reporting.timezone)})
-    without_input = _days_without_input(config, inputs, first_day, last_day)
-    asked = set(days_between(first_day, last_day)) - set(without_input)
-    late, left = _late_days(spark, config, inputs, runs, window_start, first_day)
+    with counting(spark) as planning:  # recorded as the first step's "plan"
+        require_schema(spark, config.output.catalog)
+        assignments = _usable_assignments(spark, config)  # checked before any work: a bad one stops the run here
+        runs = _runs(spark, config)
+        processed = processed_days(runs)
+        # Days skipped by earlier runs for want of input and never processed since: whether their folders have
+        # landed is looked up too.
+        skipped = {day for r in runs for day in r.days_without_input} - set(processed)
+        inputs = _list_input(spark, config, window_start, last_day,
+                             {p for day in skipped for p in required_partitions(day, day, timezone)})
+        without_input = _days_without_input(config, inputs, first_day, last_day)
+        asked = set(days_between(first_day, last_day)) - set(without_input)
+        late, left = _late_days(spark, config, inputs, runs, window_start, first_day)
     reasons = {day: "late input" for day in late} | {day: "requested" for day in asked}
     run_ids = []
     pending = set(reasons)
+    plan_costs = planning.stop()
     while pending:
         step_first, step_last = blocks(pending)[0]
         step_days = set(days_between(step_first, step_last))
         pending -= step_days
         reason = "requested" if step_days & asked else reasons.get(step_first, "follows changed days")
-        context = _RunContext((first_day, last_day), inputs, left, without_input, assignments)
+        context = _RunContext((first_day, last_day), inputs, left, without_input, assignments, plan_costs)
         record = _step(spark, config, step_first, step_last, reason, context)
         run_ids.append(record.run_id)
-        processed.update({state.day: state for state in record.day_states})
-        following = [processed[d] for d in days_after(step_last, timezone, rules.max_session_duration)
-                     if d in processed and d not in pending]
-        for day in sorted(_stale_days(spark, config, following, inputs.fingerprints)):
-            log.info("day %s continues from days this run changed: processing it again", day)
-            pending.add(day)
+        with counting(spark) as checks:  # recorded as the next step's "plan"
+            processed.update({state.day: state for state in record.day_states})
+            following = [processed[d] for d in days_after(step_last, timezone, rules.max_session_duration)
+                         if d in processed and d not in pending]
+            for day in sorted(_stale_days(spark, config, following, inputs.fingerprints)):
+                log.info("day %s continues from days this run changed: processing it again", day)
+                pending.add(day)
+        plan_costs = checks.stop()
     return run_ids
 
 
@@ -295,6 +300,7 @@ class _RunContext:
     changed_days_not_processed: tuple[date, ...]
     days_without_input: tuple[date, ...]
     assignments: DataFrame | None = None
+    plan_costs: Costs = NONE  # what the run did to plan this step, since the step before (or its start)
 
 
 def _list_input(
@@ -464,7 +470,12 @@ def _step(
         changed_days_not_processed=context.changed_days_not_processed,
         days_without_input=context.days_without_input,
     )
-    append_run(to_frame(spark, claim), runs_path, claim.run_id)
+    outside = Tally(spark)  # the claim, the lock, and whatever runs between the stages
+    try:
+        append_run(to_frame(spark, claim), runs_path, claim.run_id)
+    except BaseException:
+        outside.stop()
+        raise
     record, progress = claim, _Progress()
     try:
         # The lock: of the runs marked running, the one whose row was committed first goes on; a later one stops.
@@ -480,7 +491,7 @@ def _step(
         # Every run before this one has finished or died, and none can start writing now: repair the broken ones.
         processed = set(processed_days(runs))
         for broken in sorted(earlier + needing_repair(runs), key=lambda r: commits.get(r.run_id, -1)):
-            processed |= _repair(spark, config, broken, context.input, processed, claim.run_id)
+            processed |= _repair(spark, config, broken, context.input, processed, claim.run_id, progress.costs)
         record = replace(
             claim,
             sessions_version=table_version(spark, config.output.table_path(Table.SESSIONS)),
@@ -495,7 +506,7 @@ def _step(
             finished = _process(spark, config, record, context.input, processed, progress)
             if config.experiments is not None:
                 # Under the lock, as the step's last write: no other run changes the tables it is computed from.
-                with _Stages(record)("write experiments") as counts:
+                with _Stages(spark, record, progress.costs)("write experiments") as counts:
                     last_processed = max(processed | {state.day for state in finished.day_states})
                     counts["rows"] = _write_experiments(spark, config, context.assignments, last_processed)
     except BaseException as error:
@@ -507,11 +518,21 @@ def _step(
             progress.wrote_tables = not _undo(spark, config, record.run_id)
             message += "; its writes were undone" if not progress.wrote_tables else ""
         failed = record.finished(FAILED, wrote_tables=progress.wrote_tables, message=message)
-        update_run(to_frame(spark, failed), runs_path)
+        update_run(to_frame(spark, _with_costs(failed, context.plan_costs, progress, outside.stop())), runs_path)
         raise
+    finished = _with_costs(finished, context.plan_costs, progress, outside.stop())
     update_run(to_frame(spark, finished), runs_path)
     log.info("run %s: done", record.run_id)
     return finished
+
+
+def _with_costs(record: RunRecord, plan: Costs, progress: _Progress, outside: Costs) -> RunRecord:
+    """The record with its costs per stage (every stage of the step and of the repairs it made), logged."""
+    costs = {"plan": plan, **progress.costs, "claim, lock and other": outside}
+    total = sum(costs.values(), NONE)
+    log.info("run %s: %s in all; %s", record.run_id, total.describe(),
+             "; ".join(f"{stage}: {c.describe()}" for stage, c in costs.items()))
+    return replace(record, costs=costs)
 
 
 def _version(version: int | None) -> str:
@@ -534,6 +555,7 @@ def _repair(
     inputs: _Input,
     processed: set[date],
     repairer: str,
+    costs: dict[str, Costs],
 ) -> set[date]:
     """Finish a run that died or failed half way; the days it processed (none if it had written nothing)."""
     # Every write of a run is a Delta commit tagged with its run id, and while a run holds the lock no other run
@@ -559,7 +581,7 @@ def _repair(
     log.warning("run %s (days %s..%s) did not finish: repairing it", broken.run_id, broken.first_day, broken.last_day)
     record = replace(broken, sessions_version=versions[0], users_version=versions[1])
     with tagged_commits(spark, broken.run_id):
-        repaired = _process(spark, config, record, inputs, processed, _Progress())
+        repaired = _process(spark, config, record, inputs, processed, _Progress(costs))
     message = f"{broken.message or 'did not finish'}; repaired by {repairer}"
     update_run(to_frame(spark, repaired.finished(REPAIRED, message=message)), runs_path)
     return {state.day for state in repaired.day_states}
@@ -578,29 +600,37 @@ def _undo(spark: SparkSession, config: JobConfig, run_id: str) -> bool:
 
 
 class _Stages:
-    """Times the stages of one run's range of days: each logs a line with its row counts and seconds when it ends,
-    or when it fails."""
+    """Times and counts the stages of one run's range of days: each logs a line with its row counts, seconds and
+    costs (Spark jobs, Delta reads and commits) when it ends, or when it fails, and adds its costs to `costs`."""
 
-    def __init__(self, record: RunRecord) -> None:
+    def __init__(self, spark: SparkSession, record: RunRecord, costs: dict[str, Costs]) -> None:
+        self.spark, self.costs = spark, costs
         self.prefix = f"run {record.run_id} ({record.first_day}..{record.last_day})"
 
     @contextmanager
     def __call__(self, name: str) -> Iterator[dict[str, int]]:
         started, counts = time.monotonic(), {}
         log.debug("%s: %s ...", self.prefix, name)
-        try:
-            yield counts
-        except BaseException:
-            log.error("%s: %s failed after %.1f s", self.prefix, name, time.monotonic() - started)
-            raise
+        with counting(self.spark) as tally:
+            try:
+                yield counts
+            except BaseException:
+                log.error("%s: %s failed after %.1f s", self.prefix, name, time.monotonic() - started)
+                raise
+            finally:
+                self.costs[name] = self.costs.get(name, NONE) + tally.stop()
         shown = ", ".join(f"{what} {count:,}" for what, count in counts.items())
-        log.info("%s: %s: %s (%.1f s)", self.prefix, name, shown, time.monotonic() - started)
+        log.info("%s: %s: %s (%.1f s; %s)", self.prefix, name, shown, time.monotonic() - started,
+                 self.costs[name].describe())
 
 
 class _Progress:
-    """Whether a run has written to any table yet: a run that fails after that must be repaired."""
+    """Whether a run has written to any table yet (a run that fails after that must be repaired), and the costs of
+    its stages so far."""
 
-    wrote_tables = False
+    def __init__(self, costs: dict[str, Costs] | None = None) -> None:
+        self.wrote_tables = False
+        self.costs: dict[str, Costs] = {} if costs is None else costs
 
 
 def _require_every_day(
@@ -720,7 +750,7 @@ def _process(
     later = stored_from.where(F.col("session_date") > F.lit(last_day))
     before = counts_before(users, stored_from)
     in_run = F.col("session_date").between(F.lit(first_day), F.lit(last_day))
-    stage = _Stages(record)
+    stage = _Stages(spark, record, progress.costs)
     try:
         progress.wrote_tables = True
         with stage("read, validate, sessionize, write sessions") as counts:

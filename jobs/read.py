@@ -30,6 +30,7 @@ from pyspark.sql.types import (
 )
 
 from jobs.config import AssignmentsSpec, InputFormat, InputSpec, TableName
+from jobs.costs import DELTA_READS, count
 from jobs.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -159,6 +160,7 @@ def list_input(spark: SparkSession, spec: InputSpec) -> InputListing:
     Raises InputError for a missing path, a Delta table read as files, or files of another format.
     """
     if spec.format is InputFormat.DELTA:
+        count(DELTA_READS)
         files = tuple(InputFile(path, "", "") for path in _load(spark, spec, []).inputFiles())
     else:
         files = _list_files(spark, spec)
@@ -479,6 +481,7 @@ _EXTENSIONS = {InputFormat.PARQUET: ("parquet",), InputFormat.JSON: ("json", "js
 
 def _require_format(spark: SparkSession, spec: InputSpec, files: tuple[InputFile, ...]) -> None:
     # Reading a Delta table's folder as parquet would also read the files Delta has removed: wrong numbers, no error.
+    count(DELTA_READS)
     if DeltaTable.isDeltaTable(spark, spec.path):
         raise InputError(f"input.path {spec.path!r} is a Delta table, but input.format is {spec.format.value}: "
                          "set input.format: delta")
@@ -527,6 +530,7 @@ def unpartitioned_days(events: DataFrame) -> set[date]:
 
 def table_exists(spark: SparkSession, table: str) -> bool:
     """Whether there is a table at `table`: a Delta table's path, or a TableName in the session's catalog."""
+    count(DELTA_READS)
     if isinstance(table, TableName):
         return spark.catalog.tableExists(table)
     return DeltaTable.isDeltaTable(spark, table)
@@ -534,6 +538,7 @@ def table_exists(spark: SparkSession, table: str) -> bool:
 
 def delta_table(spark: SparkSession, table: str) -> DeltaTable:
     """The Delta table at `table`: a path, or a TableName in the session's catalog."""
+    count(DELTA_READS)
     return DeltaTable.forName(spark, table) if isinstance(table, TableName) else DeltaTable.forPath(spark, table)
 
 
@@ -542,6 +547,7 @@ def read_table(spark: SparkSession, table: str, version: int | None = None) -> D
     written there yet."""
     if not table_exists(spark, table):
         return None
+    count(DELTA_READS)
     reader = spark.read.format("delta")
     if version is not None:
         reader = reader.option("versionAsOf", version)
@@ -552,12 +558,14 @@ def table_version(spark: SparkSession, table: str) -> int | None:
     """The latest version of the Delta table at `table`, or None when there is no table yet."""
     if not table_exists(spark, table):
         return None
+    count(DELTA_READS)  # the history, besides the snapshot
     return delta_table(spark, table).history(1).select("version").first()["version"]
 
 
 def commits_by_tag(spark: SparkSession, path: str, last: int = 500) -> dict[str, int]:
     """userMetadata -> its first commit version, over the table's last `last` commits: the order in which tagged
     commits landed, which no writer's clock can get wrong."""
+    count(DELTA_READS)
     history = delta_table(spark, path).history(last).select("version", "userMetadata").collect()
     firsts: dict[str, int] = {}
     for row in history:
@@ -578,6 +586,7 @@ def writer_start(spark: SparkSession, path: str, tag: str, last: int = 500) -> W
     is none, the latest version (nothing was written since the writer started, if it held the output's lock)."""
     if not table_exists(spark, path):
         return WriterStart(None, None)
+    count(DELTA_READS)
     history = delta_table(spark, path).history(last).select("version", "userMetadata").collect()
     tagged = [row["version"] for row in history if row["userMetadata"] == tag]
     if not tagged:

@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta, timezone
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 
+from jobs.costs import Costs
 from jobs.plan import DayState
 
 RUNS_SCHEMA = (
@@ -25,7 +26,8 @@ RUNS_SCHEMA = (
     "changed_days_not_processed array<date>, message string, "
     "rows_sessionized long, quarantine_reasons map<string, long>, days_without_input array<date>, "
     "rows_non_interactive long, configured_events_seen map<string, long>, action_names_folded long, "
-    "empty_days array<date>"
+    "empty_days array<date>, "
+    "costs map<string, struct<spark_jobs: long, delta_reads: long, delta_commits: long>>"
 )
 
 RUNNING, SUCCEEDED, FAILED, REPAIRED = "running", "succeeded", "failed", "repaired"
@@ -71,6 +73,9 @@ class RunRecord:
     action_names_folded: int | None = None  # distinct event names summed into (other) in action_kpis
     # The run's own input partitions (UTC dates first_day..last_day) that had landed without a single row.
     empty_days: tuple[date, ...] = ()
+    # Per stage (and "plan", "claim and repair", "other"): the Spark jobs, Delta reads and commits it made. All of
+    # the run's but its runs row's last update.
+    costs: dict[str, Costs] = field(default_factory=dict)
 
     def finished(self, status: str, **changes) -> RunRecord:
         return replace(self, status=status, ended_at=now(), **changes)
@@ -87,6 +92,7 @@ def to_frame(spark: SparkSession, record: RunRecord) -> DataFrame:
     values["changed_days_not_processed"] = list(record.changed_days_not_processed)
     values["days_without_input"] = list(record.days_without_input)
     values["empty_days"] = list(record.empty_days)
+    values["costs"] = {stage: (c.spark_jobs, c.delta_reads, c.delta_commits) for stage, c in record.costs.items()}
     values["day_states"] = [(s.day, s.input_fingerprint, s.anchor_fingerprint) for s in record.day_states]
     schema = StructType.fromDDL(RUNS_SCHEMA)
     return spark.createDataFrame([tuple(values[name] for name in schema.fieldNames())], schema)
@@ -99,6 +105,7 @@ def from_row(row) -> RunRecord:
     # Rows written before a column existed read it as null.
     values["days_without_input"] = tuple(values.get("days_without_input") or ())
     values["empty_days"] = tuple(values.get("empty_days") or ())
+    values["costs"] = {stage: Costs(*c) for stage, c in (values.get("costs") or {}).items()}
     values["quarantine_reasons"] = dict(values.get("quarantine_reasons") or {})
     values.setdefault("rows_sessionized", None)
     values.setdefault("rows_non_interactive", None)

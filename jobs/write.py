@@ -27,6 +27,7 @@ from pyspark.sql.types import MapType, StructField
 from jobs.config import Table, TableName
 from jobs.errors import OutputError
 from jobs.periods import Periods
+from jobs.costs import DELTA_COMMITS, DELTA_READS, count
 from jobs.read import delta_table, table_exists
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,7 @@ def _create_if_missing(frame: DataFrame, table: str, partition_column: str | Non
     writer = frame.sparkSession.createDataFrame([], frame.schema).writeTo(table).using("delta")
     if partition_column is not None:
         writer = writer.partitionedBy(F.col(partition_column))
+    count(DELTA_COMMITS)
     writer.create()
 
 
@@ -95,6 +97,7 @@ def _append(frame: DataFrame, table: str) -> None:
     # New columns are added to the table (mergeSchema): a table written by an older version gains them.
     _create_if_missing(frame, table)
     writer = frame.write.format("delta").mode("append").option("mergeSchema", "true")
+    count(DELTA_COMMITS)
     if isinstance(table, TableName):
         writer.saveAsTable(table)
     else:
@@ -113,6 +116,7 @@ def _last_commit(spark: SparkSession, path: str) -> _Commit | None:
     """The latest commit of the table at `path`, or None when there is no table yet."""
     if not table_exists(spark, path):
         return None
+    count(DELTA_READS)
     last = delta_table(spark, path).history(1).select("version", "operation", "operationMetrics").first()
     return _Commit(last["version"], last["operation"], last["operationMetrics"] or {})
 
@@ -127,6 +131,7 @@ def _write_metrics(spark: SparkSession, path: str, table: Table, before: _Commit
         return None
     written = after
     if after.version > written_version:
+        count(DELTA_READS)
         row = (
             delta_table(spark, path).history(after.version - written_version + 1)
             .where(F.col("version") == written_version)
@@ -166,6 +171,7 @@ def _add_new_columns(frame: DataFrame, table: str) -> None:
     target = table if isinstance(table, TableName) else f"delta.`{table}`"
     # Delta has no DataFrame call for this; names are quoted, so a segment named like a keyword (order) works.
     columns = ", ".join(f"`{field.name}` {field.dataType.simpleString()}" for field in new)
+    count(DELTA_COMMITS)
     spark.sql(f"ALTER TABLE {target} ADD COLUMNS ({columns})")
     log.warning("%s: added the columns %s, which this version of the job writes; rows written before are null in "
                 "them until their days are run again (--from/--to)", table, ", ".join(f.name for f in new))
@@ -179,6 +185,7 @@ def _replace_where(frame: DataFrame, path: str, predicate: str, partition_column
     before = _last_commit(frame.sparkSession, path)
     # Optimized write: Delta shuffles the rows by partition value first, so each day gets a few full files instead
     # of a small file from every task that holds some of its rows.
+    count(DELTA_COMMITS)
     if isinstance(path, TableName):
         # Delta's replaceWhere, for a catalog table.
         frame.writeTo(path).option("optimizeWrite", "true").overwrite(F.expr(predicate))
@@ -240,6 +247,7 @@ def replace_kpis(kpis: DataFrame, path: str, periods: Periods, table: Table = Ta
 def replace_experiments(experiments: DataFrame, path: str) -> None:
     """Overwrite the whole experiments table: each run recomputes it whole from the stored sessions and the
     assignments, so it is always what a full recompute gives."""
+    count(DELTA_COMMITS)
     if isinstance(path, TableName):
         experiments.writeTo(path).using("delta").createOrReplace()
     else:
@@ -261,6 +269,7 @@ def update_sessions(changed: DataFrame, path: str, first_day: date) -> int:
     _add_new_columns(changed, path)
     differs = ~reduce(and_, [_comparable(f"stored.{c}", kind).eqNullSafe(_comparable(f"run.{c}", kind))
                              for c, kind in zip(changed.columns, changed.schema.fields)])
+    count(DELTA_COMMITS)
     result = (
         delta_table(spark, path).alias("stored")
         .merge(
@@ -278,6 +287,7 @@ def merge_users(updates: DataFrame, path: str) -> MergeCounts:
     """Set each updated user's first_seen and sessions; a user left with no sessions is deleted."""
     spark = updates.sparkSession
     _create_if_missing(updates, path)
+    count(DELTA_COMMITS)
     if not table_exists(spark, path):
         updates.where(F.col("sessions") > 0).write.format("delta").mode("overwrite").save(path)
         # The first write to a path is a plain WRITE: its rows are all new.
@@ -302,6 +312,7 @@ def merge_users(updates: DataFrame, path: str) -> MergeCounts:
 
 def restore_table(spark: SparkSession, path: str, version: int) -> None:
     """Restore the Delta table at `path` to `version` (a new commit; the history keeps what was undone)."""
+    count(DELTA_COMMITS)
     delta_table(spark, path).restoreToVersion(version)
     log.info("%s: restored to version %d", path, version)
 
@@ -321,6 +332,7 @@ def update_run(record: DataFrame, path: str, attempts: int = 5) -> None:
     """
     spark = record.sparkSession
     for attempt in range(1, attempts + 1):
+        count(DELTA_COMMITS)
         try:
             (
                 delta_table(spark, path).alias("stored")
