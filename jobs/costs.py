@@ -65,7 +65,8 @@ class Tally:
     def stop(self) -> Costs:
         """The tally's costs; the first call ends it, later calls return the same."""
         if self._costs is None:
-            _open.remove(self._delta)
+            # By identity: two tallies with equal counts are equal dicts, and list.remove would take the first.
+            _open[:] = [d for d in _open if d is not self._delta]
             jobs = len(self._context.statusTracker().getJobIdsForGroup(self._group))
             self._context.setLocalProperty("spark.jobGroup.id", self._previous[0])
             self._context.setLocalProperty("spark.job.description", self._previous[1])

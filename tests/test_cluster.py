@@ -125,8 +125,10 @@ def test_spark_submit_on_a_standalone_cluster_writes_the_tables_a_local_run_writ
     assert f"master {standalone_master}" in done.stdout
     assert "shuffle partitions 3" in done.stdout
     assert "rows read" in done.stdout
-    # A line per stage, with its day range, row counts and seconds.
-    assert re.search(rf"\({FIRST}\.\.{LAST}\): merge users: new \d+, updated 0, deleted 0 \(\d+\.\d s\)", done.stdout)
+    # A line per stage, with its day range, row counts, seconds and costs.
+    costs = r"Spark jobs \d+, Delta reads \d+, Delta commits \d+"
+    merge_line = rf"\({FIRST}\.\.{LAST}\): merge users: new \d+, updated 0, deleted 0 \(\d+\.\d s; {costs}\)"
+    assert re.search(merge_line, done.stdout)
     for table in (Table.SESSIONS, Table.USERS, Table.KPIS, Table.ACTION_KPIS, Table.QUARANTINE):
         cluster = spark.read.format("delta").load(str(tmp_path / "cluster" / table.value)).drop("run_id")
         local = spark.read.format("delta").load(str(tmp_path / "local" / table.value)).drop("run_id")

@@ -15,6 +15,7 @@ DAILY_RUN_AT_MOST = Costs(spark_jobs=144, delta_reads=61, delta_commits=6)
 
 
 def test_a_tally_counts_the_spark_jobs_and_delta_operations_of_its_block_and_not_of_the_blocks_inside(spark):
+    callers_group = spark.sparkContext.getLocalProperty("spark.jobGroup.id")
     with counting(spark) as outer:
         spark.range(3).collect()  # one job
         count(DELTA_READS)
@@ -26,7 +27,18 @@ def test_a_tally_counts_the_spark_jobs_and_delta_operations_of_its_block_and_not
 
     assert inner.stop() == Costs(spark_jobs=2, delta_reads=0, delta_commits=1)
     assert outer.stop() == Costs(spark_jobs=2, delta_reads=1, delta_commits=0)
-    assert spark.sparkContext.getLocalProperty("spark.jobGroup.id") is None  # the caller's (none) is back
+    assert spark.sparkContext.getLocalProperty("spark.jobGroup.id") == callers_group  # the caller's is back
+
+
+def test_an_operation_after_an_inner_tally_with_the_same_counts_as_the_outer_one_counts_in_the_outer_one(spark):
+    # Both tallies hold zero counts when the inner one stops: it must end itself, not its equal-looking parent.
+    with counting(spark) as outer:
+        with counting(spark) as inner:
+            pass
+        count(DELTA_COMMITS)
+
+    assert inner.stop() == Costs(spark_jobs=0, delta_reads=0, delta_commits=0)
+    assert outer.stop() == Costs(spark_jobs=0, delta_reads=0, delta_commits=1)
 
 
 def test_a_daily_run_on_an_output_with_history_records_its_costs_per_stage_within_todays_counts(spark, job):
