@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from urllib.parse import unquote
 from collections.abc import Iterable
 from datetime import date
 from functools import reduce
@@ -471,8 +472,9 @@ def _list_files(spark: SparkSession, spec: InputSpec) -> tuple[InputFile, ...]:
 
 
 def _as_scanned(path: str) -> str:
-    # inputFiles names a local file file:///x, the scan's path column file:/x: the same file, in the scan's form.
-    return re.sub(r"^file:/+", "file:/", path)
+    # inputFiles gives URIs (file:///a%20b/x%2525.json), the scan's path column plain paths (file:/a b/x%25.json):
+    # the same file, in the scan's form.
+    return re.sub(r"^file:/+", "file:/", unquote(path))
 
 
 # File name endings of each file format (a compression suffix may follow: .json.gz, .csv.bz2).

@@ -57,6 +57,25 @@ def test_a_folder_with_rows_a_zero_byte_file_a_marker_or_nothing_has_landed_and_
     days = [day("2026-10-20"), day("2026-10-21"), day("2026-10-22"), day("2026-10-23"), day("2026-10-24")]
 
     assert landed(spark, tmp_path, fmt, days) == set(days[:4])
+    # The zero-byte file is in the listing, so a file written into it later changes the day's fingerprint.
+    files = list_input(spark, InputSpec(path=str(tmp_path / "events"), format=fmt)).files
+    assert [f.size for f in files if f"event_date=2026-10-21/{data_file}" in f.path] == ["0"]
+
+
+def test_files_under_a_path_with_a_space_and_a_percent_sign_are_listed_once_each(spark, tmp_path):
+    # Spark's own listing names files as URIs (a space as %20), its scan as plain paths: one file, not two.
+    root = tmp_path / "exports 100%"
+    line = json_line("u1", "e1", "2026-10-20T10:00:00Z") + "\n"
+    (folder(root, "2026-10-20") / "part 0.json").write_text(line)
+    (folder(root, "2026-10-21") / "part 0.json").write_text("")
+
+    listing = list_input(spark, InputSpec(path=str(root / "events"), format=InputFormat.JSON))
+
+    assert sorted((f.path.split("/events/")[1], f.size) for f in listing.files) == [
+        ("event_date=2026-10-20/part 0.json", str(len(line))),
+        ("event_date=2026-10-21/part 0.json", "0"),
+    ]
+    assert listing.files[0].path.startswith("file:/") and "exports 100%/events" in listing.files[0].path
 
 
 def test_a_parquet_folder_with_a_zero_row_file_or_a_marker_has_landed(spark, tmp_path):
