@@ -25,6 +25,9 @@ KPI_COLUMNS = (
     "converting_sessions", "conversion_rate", "converting_users", "user_conversion_rate",
 )
 GROUP = ("period", "period_start", "dimension", "dimension_value")
+# The KPI columns that count (0 in a period without sessions); the others are ratios and statistics of them.
+KPI_COUNTS = ("sessions", "users", "actions", "total_duration_seconds", "bounces", "engaged_sessions",
+              "converting_sessions", "converting_users")
 
 
 def period_start(day: Column, period: Period) -> Column:
@@ -291,21 +294,20 @@ def with_empty_periods(kpis: DataFrame, periods: DataFrame) -> DataFrame:
     duration of 0, and null ratios and duration statistics (0 / 0 has no value). Segment values have no rows there,
     as in any period where they have no session.
     """
-    is_filler = "is_empty_period"
-    counts = {"sessions", "users", "actions", "bounces", "engaged_sessions", "converting_sessions",
-              "converting_users", "total_duration_seconds"}
+    is_filler, rank = "_is_empty_period", "_rank_in_group"
     types = {field.name: field.dataType for field in kpis.schema.fields}
     empty = periods.select(
         "period", "period_start", F.lit(ALL).alias("dimension"), F.lit(ALL).alias("dimension_value"),
-        *[F.lit(0 if name in counts else None).cast(types[name]).alias(name) for name in KPI_COLUMNS[4:]],
+        *[F.lit(0 if name in KPI_COUNTS else None).cast(types[name]).alias(name)
+          for name in KPI_COLUMNS if name not in GROUP],
     )
     # A few rows per period: which of the two to keep is decided per group, with no second pass over the sessions.
     first = Window.partitionBy(*GROUP).orderBy(is_filler)
     return (
         kpis.withColumn(is_filler, F.lit(False))
         .unionByName(empty.withColumn(is_filler, F.lit(True)))
-        .withColumn("row", F.row_number().over(first))
-        .where(F.col("row") == 1)
+        .withColumn(rank, F.row_number().over(first))
+        .where(F.col(rank) == 1)
         .select(*kpis.columns)
     )
 

@@ -147,11 +147,9 @@ def run(spark: SparkSession, config: JobConfig, first_day: date, last_day: date)
         assignments = _usable_assignments(spark, config)  # checked before any work: a bad one stops the run here
         runs = _runs(spark, config)
         processed = processed_days(runs)
-        # Days skipped by earlier runs for want of input and never processed since: whether their folders have
-        # landed is looked up too.
-        skipped = {day for r in runs for day in r.days_without_input} - set(processed)
+        # Whether the folders of days skipped earlier have landed since is looked up too.
         inputs = _list_input(spark, config, window_start, last_day,
-                             {p for day in skipped for p in required_partitions(day, day, timezone)})
+                             {p for day in _skipped_days(runs) for p in required_partitions(day, day, timezone)})
         without_input = _days_without_input(config, inputs, first_day, last_day)
         asked = set(days_between(first_day, last_day)) - set(without_input)
         late, left = _late_days(spark, config, inputs, runs, window_start, first_day)
@@ -257,7 +255,7 @@ def _late_days(
     left = tuple(day for day in changed if day < window_start)
     in_window = [state for day, state in processed.items() if window_start <= day < first_day and day not in late]
     late |= _stale_days(spark, config, in_window, inputs.fingerprints)
-    skipped = {day for r in runs for day in r.days_without_input if day < first_day} - set(processed)
+    skipped = {day for day in _skipped_days(runs) if day < first_day}
     arrived = {day for day in skipped if _has_input(config, inputs, day)}
     late |= {day for day in arrived if day >= window_start}
     if arrived - late:
@@ -269,6 +267,11 @@ def _late_days(
             "run them with --from/--to", ", ".join(map(str, left)), window_start,
         )
     return late, left
+
+
+def _skipped_days(runs: list[RunRecord]) -> set[date]:
+    """The days earlier runs skipped for want of input and no run has processed since."""
+    return {day for r in runs for day in r.days_without_input} - set(processed_days(runs))
 
 
 @dataclass(frozen=True)
@@ -369,7 +372,7 @@ def _days_without_input(config: JobConfig, inputs: _Input, first_day: date, last
     if not without:
         return ()
     path = config.input.location
-    found = f"{min(inputs.present)}..{max(inputs.present)}" if inputs.present else "none"
+    found = _dates(sorted(inputs.present)) or "none"
     if len(without) == len(asked):
         looked_for = required_partitions(first_day, last_day, config.reporting.timezone)
         absent = sorted({p for day in without for p in missing[day]})
@@ -379,8 +382,7 @@ def _days_without_input(config: JobConfig, inputs: _Input, first_day: date, last
             what = f"no day of {first_day}..{last_day} with all its partitions (missing: {_dates(absent)})"
         raise InputError(
             f"input {path!r} has {what}: looked for the UTC partitions {_dates(looked_for)} "
-            f"(partitions found: {found}); nothing was written. A partition has landed when its folder exists, "
-            "or when input.complete_through (--complete-through) covers it"
+            f"(partitions found: {found}); nothing was written. {_landing_rule(config)}"
         )
     if config.validation.require_every_day:
         partitions = sorted({p for day in without for p in missing[day]})
@@ -392,6 +394,14 @@ def _days_without_input(config: JobConfig, inputs: _Input, first_day: date, last
         log.warning("day %s skipped: input partition %s missing (it can be run once the input is there)",
                     day, ", ".join(map(str, missing[day])))
     return without
+
+
+def _landing_rule(config: JobConfig) -> str:
+    # A Delta or catalog table has no folder for a day without rows: only the override says it has landed.
+    override = "input.complete_through (--complete-through) covers it"
+    if config.input.format is InputFormat.DELTA:
+        return f"A day without rows of a table has landed when {override}"
+    return f"A partition has landed when its folder exists, or when {override}"
 
 
 def _dates(days: list[date]) -> str:
@@ -866,7 +876,8 @@ def _process(
 
 def _empty_days(record: RunRecord, partitions_with_rows: list[date]) -> tuple[date, ...]:
     """The run's own partitions that had landed without rows, logged: their days run, and say zero sessions."""
-    empty = tuple(day for day in days_between(record.first_day, record.last_day) if day not in set(partitions_with_rows))
+    with_rows = set(partitions_with_rows)
+    empty = tuple(day for day in days_between(record.first_day, record.last_day) if day not in with_rows)
     if empty:
         log.info("run %s: partitions %s landed without rows", record.run_id, _dates(list(empty)))
     return empty

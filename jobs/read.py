@@ -107,18 +107,19 @@ class InputListing(NamedTuple):
         window, as for any late file).
         """
         files = self._files_between(first_day, last_day)
+        only_file: list[InputFile] = []
         if not any(self._is_dated(file) and file.size != "0" for file in files):
-            # No partition of the days holds data: the latest data folder gives the read its columns (its rows lie
+            # No partition of the days holds data: the latest data file gives the read its columns (its rows lie
             # outside the days, which the read filters on before anything else).
-            data = [file for file in self.files if self._is_dated(file) and file.size != "0"]
-            files += data[-1:] if data else []
+            only_file = [file for file in self.files if self._is_dated(file) and file.size != "0"][-1:]
+            files += only_file
         # A zero-byte file holds no rows, but a parquet read fails on it (no footer): the other files of its folder
         # are read one by one.
         with_zero_byte_file = {_partition_folder(file.path, self.date_column) for file in files if file.size == "0"}
         paths: dict[str, None] = {}  # ordered and unique
         for file in (file for file in files if file.size != "0"):
             folder = _partition_folder(file.path, self.date_column)
-            whole_folder = self._is_dated(file) and folder not in with_zero_byte_file
+            whole_folder = self._is_dated(file) and folder not in with_zero_byte_file and file not in only_file
             paths[folder if whole_folder else file.path] = None
         return list(paths)
 

@@ -1,13 +1,14 @@
 """The tables' rows -> one self-contained HTML page for product managers (pure: no Spark, no files).
 
 Charts are Vega-Lite specs built with Altair and drawn in the browser by vega-embed, whose JavaScript is inlined
-once (vl-convert's bundle), so the page opens from disk with no network. Issue 11; README "The report".
+once (vl-convert's bundle), so the page opens from disk with no network. The rules: README, "The report".
 """
 
 from __future__ import annotations
 
 import html
 import json
+import math
 from dataclasses import dataclass
 from datetime import date
 from typing import NamedTuple
@@ -90,10 +91,12 @@ def headline_tiles(kpis: pd.DataFrame, before: pd.DataFrame | None = None) -> li
         if previous is not None and not _follows(period, previous["period_start"], latest["period_start"]):
             previous = None
         for column, label in _TILE_METRICS:
-            base = None if previous is None else previous[column]
-            change = None if _is_missing(base) or base == 0 else latest[column] / base - 1
-            tiles.append(Tile(period, latest["period_start"], label, float(latest[column]), change,
-                              _no_change_note(period, latest[column], base, previous is not None)))
+            value, base = latest[column], None if previous is None else previous[column]
+            # None and NaN alike: a column of pandas holds a null ratio as either, by its dtype.
+            missing = _is_missing(value) or _is_missing(base) or base == 0
+            change = None if missing else value / base - 1
+            tiles.append(Tile(period, latest["period_start"], label, math.nan if _is_missing(value) else float(value),
+                              change, _no_change_note(period, value, base, previous is not None)))
     return tiles
 
 

@@ -239,6 +239,11 @@ def test_a_delta_input_day_without_rows_is_skipped_until_complete_through_covers
 
     assert run(config, "--from", "2026-11-02", "--to", "2026-11-04") == 0
     assert "days skipped, input missing: 2026-11-03" in capsys.readouterr().out
+    # Alone, the day is the whole input asked for: an error that says what would make it landed.
+    assert run(config, "--date", "2026-11-03") == 1
+    assert ("has no partition for any day of 2026-11-03..2026-11-03: looked for the UTC partitions 2026-11-03 "
+            "(partitions found: 2026-11-02, 2026-11-04); nothing was written. A day without rows of a table has "
+            "landed when input.complete_through (--complete-through) covers it") in capsys.readouterr().err
 
     assert run(config, "--date", "2026-11-03", "--complete-through", "2026-11-04") == 0
 
@@ -261,5 +266,5 @@ def test_a_range_whose_folders_exist_only_in_part_names_the_days_it_looked_for(s
 
     assert (
         "has no day of 2026-10-20..2026-10-20 with all its partitions (missing: 2026-10-21): looked for the UTC "
-        "partitions 2026-10-20..2026-10-21 (partitions found: 2026-10-20..2026-10-20); nothing was written"
+        "partitions 2026-10-20..2026-10-21 (partitions found: 2026-10-20); nothing was written"
     ) in capsys.readouterr().err

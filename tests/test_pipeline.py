@@ -251,7 +251,7 @@ def test_a_range_without_any_input_is_an_error_and_nothing_is_written(spark, job
 
     assert (
         "has no partition for any day of 2026-11-03..2026-11-04: looked for the UTC partitions "
-        "2026-11-03..2026-11-04 (partitions found: 2026-11-02..2026-11-02); nothing was written"
+        "2026-11-03..2026-11-04 (partitions found: 2026-11-02); nothing was written"
         in capsys.readouterr().err
     )
     assert table(spark, root, "sessions").count() == 3  # Monday's sessions are still there

@@ -191,5 +191,12 @@ def test_daily_runs_reruns_out_of_order_runs_and_backfills_with_late_files_equal
                 assertDataFrameEqual(
                     table(spark, Path(folder) / "daily", name), table(spark, Path(folder) / "full", name)
                 )
+            # The quiet partition landed, so no day needing it was skipped; left empty, the runs say it ran empty.
+            kpis = table(spark, Path(folder) / "full", "kpis").where("period = 'day' AND dimension = 'all'")
+            assert {row.period_start.isoformat() for row in kpis.collect()} == set(DAYS)
+            runs = table(spark, Path(folder) / "full", "runs").collect()
+            emptied = {day.isoformat() for row in runs for day in row.empty_days}
+            filled = any(row[3].startswith(quiet) for row in late)
+            assert emptied == (set() if filled or quiet not in DAYS else {quiet})
 
     check()

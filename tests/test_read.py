@@ -148,6 +148,18 @@ def test_a_listing_reads_only_full_real_dates_as_partitions():
     ]
 
 
+def test_a_range_whose_partitions_hold_no_data_reads_one_data_file_for_the_columns():
+    listing = InputListing("event_date", (
+        InputFile("file:/in/event_date=2026-11-01/a.parquet", "10", "1"),
+        InputFile("file:/in/event_date=2026-11-01/b.parquet", "10", "1"),
+        InputFile("file:/in/event_date=2026-11-02/part-0.parquet", "0", ""),  # a quiet day's zero-byte file
+    ))
+
+    # Not the zero-byte file (no parquet footer), and not all of 1 November: one file gives the columns, and its
+    # rows lie outside the day read.
+    assert listing.paths_between(date(2026, 11, 2), date(2026, 11, 2)) == ["file:/in/event_date=2026-11-01/b.parquet"]
+
+
 def test_a_partition_fingerprint_matches_the_ones_earlier_versions_stored(spark):
     # The runs table stores these fingerprints. Versions before 0.1.0's single listing computed them in Spark, as
     # sha2 over the sorted "path|size|modified" texts joined by commas; a changed formula would redo every day.
