@@ -167,7 +167,7 @@ def to_sessions(marked: DataFrame) -> DataFrame:
         "conversions",
         (F.col("conversions") > 0).alias("converted"),
         "first_conversion_ts",
-        (F.col("conversion_index") - F.col("first_index") + 1).alias("actions_to_conversion"),
+        (F.col("conversion_index") - F.col("first_index") + 1).cast("long").alias("actions_to_conversion"),
         "action_counts", *SEGMENTS, "first_seen",
     )
 
