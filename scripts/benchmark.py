@@ -1,18 +1,30 @@
-"""Time sessionlake's full job against hand-written Spark SQL, Spark's session_window and DuckDB, on the same events.
+"""Time sessionlake's full job against the same work by hand, hand-written Spark SQL, session_window and DuckDB.
 
-    .venv/bin/python scripts/benchmark.py --events 1000000,10000000
+    .venv/bin/python scripts/benchmark.py --events 1000000,10000000 --rounds 3
 
-For each size, generates the events once (seeded, heavy-tailed activity, under --workdir), then runs each contender
-in its own process, --rounds times in alternating order, on the same files and cores:
+For each size and shape (--shapes, default both), writes the events once under --workdir, then runs each
+contender in its own process, --rounds times in alternating order, on the same files and cores:
   1. sessionlake: read, validate, dedup, sessionize, sessions/quarantine/users/KPI Delta writes (day, week, month);
-  2. spark_sql: the hand-written baseline: lag + running sum over a user window, group by session, daily APS/SPU,
+  2. by_hand: the same tables written by hand in one plain PySpark script (scripts/by_hand.py): quarantine,
+     earliest-copy dedup, 30-minute sessions, users, KPIs and the action mix with exact distinct users and
+     percentiles, as Delta; a full recompute, without the 24-hour cap and the runs ledger;
+  3. reference: another engineer's script of that work (--reference-script), run unchanged;
+  4. spark_sql: the hand-written baseline: lag + running sum over a user window, group by session, daily APS/SPU,
      written as Parquet;
-  3. session_window: Spark's built-in session_window grouping (30 minutes), the same daily APS/SPU, Parquet;
-  4. duckdb: the spark_sql baseline's SQL in DuckDB with as many threads as Spark has cores (a single-node
+  5. session_window: Spark's built-in session_window grouping (30 minutes), the same daily APS/SPU, Parquet;
+  6. duckdb: the spark_sql baseline's SQL in DuckDB with as many threads as Spark has cores (a single-node
      reference), Parquet.
-Each process reports the seconds of its work (JVM start excluded) and its session count; the parent polls the peak
-memory (RSS) of the process and everything it started (the JVM included). Prints a table per size (events,
-seconds, events/second, peak memory, ratio to sessionlake) and writes --workdir/results-<events>.json.
+The shapes: `generator`, the project's sample generator (jobs/sample.py: seeded, heavy-tailed activity per user);
+`duckdb`, events written by DuckDB's Parquet writer (event_ts a TIMESTAMP without time zone, which Spark reads as
+TIMESTAMP_NTZ), in sessions of 1-15 events 30 s to 5 min apart, about 6 sessions per user a week, users' sessions
+spread evenly over the days (see DUCKDB_EVENTS_SQL).
+
+Each process's whole life is timed (wall seconds, interpreter and JVM start included), beside the seconds of work
+it reports itself (its JVM's start excluded); the parent polls the peak memory (RSS) of the process and everything
+it started (the JVM included). After the rounds, by_hand's sessions and daily KPIs are checked against
+sessionlake's (see _check_same_results): the run fails when they differ. Prints a table per size and shape
+(whole-process and work seconds, medians; whole-process time over sessionlake's; peak memory; sessions) and writes
+--workdir/results-<shape>-<events>.json.
 
     .venv/bin/python scripts/benchmark.py --events 5000000 --skew 5000000
 
@@ -34,20 +46,23 @@ import argparse
 import json
 import logging
 import os
+import re
 import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from jobs import pipeline
-from jobs.config import JobConfig
-from jobs.sample import generate_events, heavy_user_events, write_sample
+from jobs.compare import rows_only_in
+from jobs.config import JobConfig, Sessionization
+from jobs.sample import SAMPLE_EXPERIMENT, generate_events, heavy_user_events, write_sample
 from jobs.spark_session import get_spark
 
 # Events per user over 7 days in the generator's activity model (measured: ~295k events for 3,000 users).
@@ -86,15 +101,21 @@ def _timed(label: str, work) -> float:
     return seconds
 
 
+def _read_events(spark: SparkSession, events_path: str):
+    # A timestamp without time zone (TIMESTAMP_NTZ: DuckDB's TIMESTAMP) as an instant in the session's time zone,
+    # for unix_seconds, which takes instants only; the gaps between a user's events stay the same.
+    return spark.read.parquet(events_path).withColumn("event_ts", F.col("event_ts").cast("timestamp"))
+
+
 def _spark_sql(spark: SparkSession, events_path: str, out: Path) -> None:
-    spark.read.parquet(events_path).createOrReplaceTempView("events")
+    _read_events(spark, events_path).createOrReplaceTempView("events")
     spark.sql(BASELINE_SQL).write.mode("overwrite").parquet(str(out / "sessions"))
     _daily(spark, out)
 
 
 def _session_window(spark: SparkSession, events_path: str, out: Path) -> None:
     # Spark's own sessionization: a session window closes 30 minutes after its last event.
-    events = spark.read.parquet(events_path).where(F.col("user_id").isNotNull() & F.col("event_ts").isNotNull())
+    events = _read_events(spark, events_path).where(F.col("user_id").isNotNull() & F.col("event_ts").isNotNull())
     (
         events.groupBy("user_id", F.session_window("event_ts", "30 minutes").alias("window"))
         .agg(F.count(F.lit(1)).alias("actions"))
@@ -135,7 +156,14 @@ def _sessionlake(spark: SparkSession, events_path: str, out: Path, days: int) ->
     pipeline.run(spark, config, FIRST_DAY, FIRST_DAY + timedelta(days=days - 1))
 
 
-CONTENDERS = ("sessionlake", "spark_sql", "session_window", "duckdb")
+# The contenders a child process of this script runs (--contender); by_hand and reference are scripts of their own.
+CHILD_CONTENDERS = ("sessionlake", "spark_sql", "session_window", "duckdb")
+CONTENDERS = ("sessionlake", "by_hand", "reference", "spark_sql", "session_window", "duckdb")
+BY_HAND_SCRIPT = Path(__file__).resolve().parent / "by_hand.py"
+REFERENCE_SCRIPT = Path("/work/shared/bench/same_work_by_hand.py")
+# The reference's last line: its seconds of work (JVM start excluded) and its sessions.
+REFERENCE_REPORT = re.compile(r"fair seconds ([0-9.]+) sessions ([0-9]+)")
+SHAPES = ("generator", "duckdb")
 
 
 def _contender(args: argparse.Namespace) -> None:
@@ -161,6 +189,127 @@ def _contender(args: argparse.Namespace) -> None:
     print(json.dumps({"seconds": seconds, "sessions": sessions}), flush=True)
 
 
+# The DuckDB shape. Pseudo-random numbers are hashes of the row's keys, a stream number and the seed, scaled to
+# [0, 1): the same seed gives the same events. Each user's sessions sit on a circle as long as the run, one in each
+# of SESSIONS_PER_USER_WEEK x days / 7 equal arcs after a phase of the user's own, with at least 40 minutes between
+# one session's last event and the next one's first: every session of the shape is one session of the job (the
+# circle is cut at the run's end, so a session may end in the day after, as the generator's do).
+DUCKDB_SEED = 11
+SESSIONS_PER_USER_WEEK = 6
+MAX_SESSION_EVENTS = 15  # 1 to 15 events, 8 on average
+EVENT_STEP_SECONDS = 165  # gaps of 165 s +- 67 s: 30 s to 5 minutes
+EVENT_JITTER_SECONDS = 134
+LONGEST_SESSION_SECONDS = (MAX_SESSION_EVENTS - 1) * EVENT_STEP_SECONDS + EVENT_JITTER_SECONDS
+SESSION_SPACING_SECONDS = LONGEST_SESSION_SECONDS + 40 * 60
+# (value, cumulative probability), drawn by comparing one uniform number with each threshold in turn.
+DUCKDB_EVENT_NAMES = (("view", 0.40), ("click", 0.65), ("scroll", 0.80), ("search", 0.88), ("like", 0.94),
+                      ("add_to_cart", 0.97), ("comment", 0.99), ("purchase", 1.0))
+DUCKDB_PLATFORMS = (("ios", 0.4), ("android", 0.8), ("web", 1.0))
+DUCKDB_COUNTRIES = (("US", 0.30), ("IN", 0.48), ("DE", 0.60), ("BR", 0.72), ("GB", 0.82), ("FR", 0.90),
+                    ("JP", 1.0))
+DUCKDB_VARIANTS = (("control", 0.5), ("treatment", 1.0))
+
+DUCKDB_EVENTS_SQL = """
+WITH users AS (
+  SELECT u, 'u' || lpad(u::VARCHAR, 8, '0') AS user_id, {user_phase} * {run_seconds} AS phase_seconds,
+         {platform} AS platform, {country} AS country, {variant} AS variant
+  FROM range({users}) AS t(u)
+),
+sessions AS (
+  SELECT user_id, platform, country, variant, u * {sessions_per_user} + k AS s, k, phase_seconds
+  FROM users, range({sessions_per_user}) AS t(k)
+),
+placed AS (
+  SELECT user_id, platform, country, variant, s,
+         (phase_seconds + k * {arc_seconds} + {start_draw} * ({arc_seconds} - {spacing_seconds})) % {run_seconds}
+           AS start_seconds,
+         (1 + floor({length_draw} * {max_events}))::BIGINT AS events_in_session
+  FROM sessions
+),
+events AS (
+  SELECT user_id, platform, country, variant, s, i,
+         round(({first_midnight} + start_seconds + i * {step_seconds} + {jitter_draw} * {jitter_seconds}) * 1e6)
+           ::BIGINT AS event_us
+  FROM (SELECT *, unnest(range(events_in_session)) AS i FROM placed)
+),
+sent AS (
+  SELECT *, 0 AS copy FROM events
+  UNION ALL
+  -- 0.5% are sent again 2 s later, with the same event_id.
+  SELECT * REPLACE (event_us + 2000000 AS event_us), 1 AS copy FROM events WHERE {resend_draw} < 0.005
+),
+drawn AS (SELECT *, {flaw_draw} AS flaw, {name_draw} AS name_draw FROM sent)
+SELECT
+  -- 0.2% lack a user id, 0.1% a timestamp.
+  CASE WHEN flaw >= 0.002 THEN user_id END AS user_id,
+  'e' || s || '-' || i AS event_id,
+  {event_name} AS event_name,
+  CASE WHEN flaw < 0.002 OR flaw >= 0.003 THEN make_timestamp(event_us) END AS event_ts,
+  platform,
+  country,
+  CASE WHEN event_us >= {second_midnight_us} THEN '{experiment}' END AS experiment,
+  CASE WHEN event_us >= {second_midnight_us} THEN variant END AS variant,
+  CAST(make_timestamp(event_us) AS DATE) AS event_date
+FROM drawn
+"""
+
+
+def _draw(*keys: object) -> str:
+    # A uniform number in [0, 1) from the keys (columns or stream numbers) and the seed, as DuckDB SQL.
+    return f"(hash({', '.join(str(key) for key in keys)}, {DUCKDB_SEED}) / 18446744073709551616.0)"
+
+
+def _duckdb_pick(draw: str, choices: tuple[tuple[str, float], ...]) -> str:
+    cases = " ".join(f"WHEN {draw} < {threshold} THEN '{value}'" for value, threshold in choices[:-1])
+    return f"CASE {cases} ELSE '{choices[-1][0]}' END"
+
+
+def duckdb_events_sql(events: int, days: int) -> str:
+    """DUCKDB_EVENTS_SQL for about `events` events over `days` days from FIRST_DAY."""
+    sessions_per_user = max(1, round(SESSIONS_PER_USER_WEEK * days / 7))
+    run_seconds = days * 86_400
+    first_midnight = int(datetime.combine(FIRST_DAY, datetime.min.time(), timezone.utc).timestamp())
+    return DUCKDB_EVENTS_SQL.format(
+        users=max(1, round(events / ((1 + MAX_SESSION_EVENTS) / 2) / sessions_per_user)),
+        sessions_per_user=sessions_per_user,
+        run_seconds=run_seconds,
+        arc_seconds=run_seconds / sessions_per_user,
+        spacing_seconds=SESSION_SPACING_SECONDS,
+        max_events=MAX_SESSION_EVENTS,
+        step_seconds=EVENT_STEP_SECONDS,
+        jitter_seconds=EVENT_JITTER_SECONDS,
+        first_midnight=first_midnight,
+        second_midnight_us=(first_midnight + 86_400) * 1_000_000,
+        experiment=SAMPLE_EXPERIMENT,
+        user_phase=_draw("u", 1),
+        platform=_duckdb_pick(_draw("u", 2), DUCKDB_PLATFORMS),
+        country=_duckdb_pick(_draw("u", 4), DUCKDB_COUNTRIES),
+        variant=_duckdb_pick(_draw("u", 5), DUCKDB_VARIANTS),
+        length_draw=_draw("s", 3),
+        start_draw=_draw("s", 6),
+        jitter_draw=_draw("s", "i", 7),
+        resend_draw=_draw("s", "i", 8),
+        flaw_draw=_draw("s", "i", "copy", 9),
+        name_draw=_draw("s", "i", 10),
+        event_name=_duckdb_pick("name_draw", DUCKDB_EVENT_NAMES),
+    )
+
+
+def write_duckdb_events(path: Path, events: int, days: int, threads: int) -> None:
+    """Write the DuckDB shape's events as Parquet under `path`, in event_date=YYYY-MM-DD folders, replacing it."""
+    import duckdb
+
+    partial = path.with_name(path.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    connection = duckdb.connect()
+    connection.execute(f"SET threads = {threads}")
+    connection.execute(f"COPY ({duckdb_events_sql(events, days)}) TO '{partial}' "
+                       "(FORMAT parquet, PARTITION_BY (event_date))")
+    connection.close()
+    shutil.rmtree(path, ignore_errors=True)
+    partial.rename(path)
+
+
 def _process_tree_rss(root: int) -> int:
     """Resident bytes of process `root` and all its descendants (the JVM a PySpark process starts)."""
     children: dict[int, list[int]] = {}
@@ -181,31 +330,70 @@ def _process_tree_rss(root: int) -> int:
     return total
 
 
-def _measure(command: list[str], env: dict[str, str] | None = None) -> dict:
-    """Run a contender's process: its JSON report, plus the peak RSS of its process tree (polled every 0.2 s)."""
+def _measure(name: str, command: list[str], env: dict[str, str] | None = None) -> dict:
+    """Run a contender's process: its own report (seconds of work, sessions), the wall seconds of the whole process
+    (process_seconds) and the peak RSS of its process tree (polled every 0.2 s, beside the wait)."""
+    peak, done = [0], threading.Event()
+    started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
-    peak = 0
-    while process.poll() is None:
-        peak = max(peak, _process_tree_rss(process.pid))
-        time.sleep(0.2)
-    output = process.stdout.read()
+
+    def poll_rss() -> None:
+        while not done.wait(0.2):
+            peak[0] = max(peak[0], _process_tree_rss(process.pid))
+
+    poller = threading.Thread(target=poll_rss, daemon=True)
+    poller.start()
+    output, _ = process.communicate()
+    process_seconds = time.perf_counter() - started
+    done.set()
+    poller.join()
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed with exit code {process.returncode}")
-    return json.loads(output.strip().splitlines()[-1]) | {"peak_rss_bytes": peak}
+    return _report(name, output) | {"process_seconds": process_seconds, "peak_rss_bytes": peak[0]}
 
 
-def _generate(args: argparse.Namespace, events: int) -> Path:
-    path = args.workdir / f"events-{events}-{args.days}d"
+def _report(name: str, output: str) -> dict:
+    # The reference prints "fair seconds S sessions N"; the others one JSON line, last.
+    if name == "reference":
+        found = REFERENCE_REPORT.search(output)
+        if found is None:
+            raise RuntimeError(f"the reference printed no 'fair seconds S sessions N' line: {output[-500:]!r}")
+        return {"seconds": float(found[1]), "sessions": int(found[2])}
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def _events_path(args: argparse.Namespace, events: int, shape: str) -> Path:
+    prefix = "events" if shape == "generator" else f"{shape}-events"
+    return args.workdir / f"{prefix}-{events}-{args.days}d"
+
+
+def _generate(args: argparse.Namespace, events: int, shape: str) -> Path:
+    path = _events_path(args, events, shape)
     if args.regenerate or not path.exists():
-        command = [sys.executable, str(Path(__file__).resolve()), "--generate", str(events), "--days", str(args.days),
-                   "--events-path", str(path)]
-        subprocess.run(command, check=True)  # its own JVM, gone before the contenders start
+        if shape == "duckdb":
+            _timed(f"generate about {events:,} events in DuckDB",
+                   lambda: write_duckdb_events(path, events, args.days, args.threads))
+        else:
+            command = [sys.executable, str(Path(__file__).resolve()), "--generate", str(events), "--days",
+                       str(args.days), "--events-path", str(path)]
+            subprocess.run(command, check=True)  # its own JVM, gone before the contenders start
     return path
 
 
-def _compare(args: argparse.Namespace, events_path: Path) -> dict[str, list[dict]]:
-    script = [sys.executable, str(Path(__file__).resolve())]
-    common = ["--days", str(args.days), "--threads", str(args.threads), "--events-path", str(events_path)]
+def _command(args: argparse.Namespace, name: str, events_path: Path, out: Path) -> list[str]:
+    if name == "by_hand":
+        return [sys.executable, str(BY_HAND_SCRIPT), str(events_path), str(out)]
+    if name == "reference":
+        return [sys.executable, str(args.reference_script), str(events_path), str(out)]
+    return [sys.executable, str(Path(__file__).resolve()), "--contender", name.split("@")[0], "--out", str(out),
+            "--days", str(args.days), "--threads", str(args.threads), "--events-path", str(events_path)]
+
+
+def _outputs(args: argparse.Namespace, shape: str) -> Path:
+    return args.workdir / "out" / shape
+
+
+def _compare(args: argparse.Namespace, events_path: Path, shape: str) -> dict[str, list[dict]]:
     contenders = [c for c in CONTENDERS if c in args.contenders.split(",")]
     envs = {name: None for name in contenders}
     if args.baseline_rev:
@@ -214,13 +402,84 @@ def _compare(args: argparse.Namespace, events_path: Path) -> dict[str, list[dict
     for round_number in range(args.rounds):
         order = list(envs) if round_number % 2 == 0 else list(reversed(envs))
         for name in order:
-            out = args.workdir / "out" / name
-            contender = name.split("@")[0]
-            report = _measure([*script, "--contender", contender, "--out", str(out), *common], envs[name])
-            print(f"round {round_number + 1}: {name}: {report['seconds']:.1f} s, "
-                  f"peak {report['peak_rss_bytes'] / 2**30:.2f} GiB, {report['sessions']:,} sessions", flush=True)
+            out = _outputs(args, shape) / name
+            shutil.rmtree(out, ignore_errors=True)  # the scripts overwrite their tables; no table is left over
+            report = _measure(name, _command(args, name, events_path, out), envs[name])
+            print(f"round {round_number + 1}: {name}: {report['process_seconds']:.1f} s whole, "
+                  f"{report['seconds']:.1f} s work, peak {report['peak_rss_bytes'] / 2**30:.2f} GiB, "
+                  f"{report['sessions']:,} sessions", flush=True)
             runs[name].append(report)
     return runs
+
+
+def _check(args: argparse.Namespace, shape: str) -> dict:
+    """by_hand's results against sessionlake's (see _check_same_results), in a child process with its own JVM."""
+    outputs = _outputs(args, shape)
+    command = [sys.executable, str(Path(__file__).resolve()), "--check", str(outputs / "sessionlake"),
+               str(outputs / "by_hand"), "--days", str(args.days)]
+    lines = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout.strip().splitlines()
+    for line in lines[:-1]:  # the first differing rows, if any
+        print(line, flush=True)
+    return json.loads(lines[-1])
+
+
+def _check_same_results(spark: SparkSession, sessionlake_out: str, by_hand_out: str, days: int) -> dict:
+    """Compare by_hand's sessions (user_id, session_start, session_end, actions) and its daily KPIs of all users
+    (sessions, users, actions, aps, spu) with sessionlake's, over the sessions that start in the days sessionlake
+    processed (the events' last partition holds the ends of the last day's sessions). The users of a by_hand
+    session lasting as long as sessionlake's cap (max_session_duration, 24 hours) or more are left out of the
+    session check, and the KPIs then go unchecked: sessionlake cuts such sessions. Returns the counts compared and
+    found differing; prints the first differing rows."""
+    first_day, last_day = FIRST_DAY, FIRST_DAY + timedelta(days=days - 1)
+    cap_seconds = Sessionization().max_session_duration.total_seconds()
+
+    def table(out: str, name: str):
+        return spark.read.format("delta").load(f"{out}/{name}")
+
+    capped_users = (
+        table(by_hand_out, "sessions").where(F.col("duration_seconds") >= cap_seconds).select("user_id").distinct()
+    )
+
+    def sessions(out: str):
+        in_days = F.col("session_date").between(F.lit(first_day), F.lit(last_day))
+        return (
+            table(out, "sessions").where(in_days).join(capped_users, on="user_id", how="left_anti")
+            .select("user_id", "session_start", "session_end", "actions")
+        )
+
+    def daily_kpis(out: str):
+        is_day_of_all = (F.col("period") == "day") & (F.col("dimension") == "all")
+        in_days = F.col("period_start").between(F.lit(first_day), F.lit(last_day))
+        return table(out, "kpis").where(is_day_of_all & in_days).select(
+            "period_start", "sessions", "users", "actions", "aps", "spu"
+        )
+
+    capped = capped_users.count()
+    result = {"capped_users_left_out": capped, "sessions_compared": sessions(sessionlake_out).count()}
+    checks = {"sessions": (sessions(sessionlake_out), sessions(by_hand_out))}
+    if not capped:
+        checks["daily_kpis"] = (daily_kpis(sessionlake_out), daily_kpis(by_hand_out))
+        result["daily_kpi_rows_compared"] = checks["daily_kpis"][0].count()
+    for name, (ours, theirs) in checks.items():
+        for side, rows in zip(("sessionlake", "by_hand"), rows_only_in(ours, theirs)):
+            rows = rows.persist()
+            result[f"{name}_only_in_{side}"] = rows.count()
+            if result[f"{name}_only_in_{side}"]:
+                print(f"{name} only in {side}:", flush=True)
+                rows.show(10, truncate=False)
+            rows.unpersist()
+    result["equal"] = all(v == 0 for k, v in result.items() if "_only_in_" in k)
+    return result
+
+
+def _check_line(check: dict) -> str:
+    sessions = (f"{check['sessions_compared']:,} sessions"
+                + (f" ({check['capped_users_left_out']:,} capped users left out)" if check["capped_users_left_out"]
+                   else ""))
+    kpis = (f"{check['daily_kpi_rows_compared']} daily KPI rows" if "daily_kpi_rows_compared" in check
+            else "daily KPIs not compared (capped users)")
+    verdict = "equal" if check["equal"] else "DIFFER (rows above)"
+    return f"by_hand against sessionlake: {sessions}, {kpis}: {verdict}"
 
 
 def _export(args: argparse.Namespace, rev: str) -> Path:
@@ -246,6 +505,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="timed runs of each contender, alternating the order")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="DuckDB's threads (Spark: local[*])")
     parser.add_argument("--contenders", default=",".join(CONTENDERS), help="which to run, comma-separated")
+    parser.add_argument("--shapes", "--shape", default=",".join(SHAPES),
+                        help="the events' shapes, comma-separated: generator (jobs/sample.py), duckdb (DuckDB SQL)")
+    parser.add_argument("--reference-script", type=Path, default=REFERENCE_SCRIPT,
+                        help="the reference contender's script (run as: python SCRIPT EVENTS_DIR OUT_DIR)")
     parser.add_argument("--skew", type=int, default=0, help="measure skew: one user with this many events in a day")
     parser.add_argument("--max-session-duration", help="with --skew: sessionization.max_session_duration (e.g. 1h), "
                         "so that the heavy user's day is cut into capped sessions")
@@ -256,7 +519,8 @@ def main() -> None:
     parser.add_argument("--incremental", type=int, default=0,
                         help="measure a daily run on day 2 against day N of history (N days of --events events)")
     # A child process's work:
-    parser.add_argument("--contender", choices=CONTENDERS, help=argparse.SUPPRESS)
+    parser.add_argument("--contender", choices=CHILD_CONTENDERS, help=argparse.SUPPRESS)
+    parser.add_argument("--check", nargs=2, metavar=("SESSIONLAKE_OUT", "BY_HAND_OUT"), help=argparse.SUPPRESS)
     parser.add_argument("--generate", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--events-path", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -266,6 +530,10 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     if args.contender:
         _contender(args)
+        return
+    if args.check:
+        result = _check_same_results(get_spark("benchmark-check"), *args.check, args.days)
+        print(json.dumps(result), flush=True)
         return
     if args.generate:
         users = _users_for(args.generate, args.days)
@@ -281,19 +549,38 @@ def main() -> None:
         (_skew if args.skew else _incremental)(get_spark("sessionlake-benchmark"), args)
         return
 
+    contenders, shapes = args.contenders.split(","), args.shapes.split(",")
+    unknown = sorted(set(contenders) - set(CONTENDERS)) + sorted(set(shapes) - set(SHAPES))
+    if unknown:
+        parser.error(f"unknown contender or shape: {', '.join(unknown)} (contenders: {', '.join(CONTENDERS)}; "
+                     f"shapes: {', '.join(SHAPES)})")
+    if "reference" in contenders and not args.reference_script.is_file():
+        parser.error(f"--reference-script {args.reference_script}: no such file; give the reference's script or "
+                     "leave reference out of --contenders")
+    failed = []
     for events in (int(size) for size in args.events.split(",")):
-        events_path = _generate(args, events)
-        results = _summary(events_path, _compare(args, events_path), args)
-        print(_table(results), flush=True)
-        (args.workdir / f"results-{events}.json").write_text(json.dumps(results, indent=2) + "\n")
+        for shape in shapes:
+            events_path = _generate(args, events, shape)
+            results = _summary(events_path, _compare(args, events_path, shape), args) | {"shape": shape}
+            if {"sessionlake", "by_hand"} <= set(contenders):
+                results["check"] = _check(args, shape)
+            print(_table(results), flush=True)
+            (args.workdir / f"results-{shape}-{events}.json").write_text(json.dumps(results, indent=2) + "\n")
+            if not results.get("check", {"equal": True})["equal"]:
+                failed.append(f"{events:,} events, {shape} shape")
+    if failed:
+        sys.exit(f"by_hand's sessions or daily KPIs differ from sessionlake's: {'; '.join(failed)}")
 
 
 def _summary(events_path: Path, runs: dict[str, list[dict]], args: argparse.Namespace) -> dict:
     import pyarrow.parquet as pq
 
     events = sum(pq.ParquetFile(f).metadata.num_rows for f in events_path.glob("*/*.parquet"))  # footers only
-    medians = {name: statistics.median(r["seconds"] for r in reports) for name, reports in runs.items()}
-    reference = medians.get("sessionlake")
+
+    def median(reports: list[dict], key: str) -> float:
+        return statistics.median(r[key] for r in reports)
+
+    reference = median(runs["sessionlake"], "process_seconds") if "sessionlake" in runs else None
     return {
         "events": events,
         "days": args.days,
@@ -301,13 +588,19 @@ def _summary(events_path: Path, runs: dict[str, list[dict]], args: argparse.Name
         "rounds": args.rounds,
         "contenders": {
             name: {
+                # The whole process: interpreter, JVM start, work and exit.
+                "process_seconds": [round(r["process_seconds"], 1) for r in reports],
+                "median_process_seconds": round(median(reports, "process_seconds"), 1),
+                # The work, as the process reports it (its JVM's start excluded).
                 "seconds": [round(r["seconds"], 1) for r in reports],
-                "median_seconds": round(medians[name], 1),
-                "events_per_second": round(events / medians[name]),
+                "median_seconds": round(median(reports, "seconds"), 1),
+                "events_per_second": round(events / median(reports, "process_seconds")),  # of the whole process
                 "peak_rss_gib": round(max(r["peak_rss_bytes"] for r in reports) / 2**30, 2),
                 "sessions": reports[-1]["sessions"],
-                # Above 1: this contender takes longer than sessionlake.
-                "time_over_sessionlake": round(medians[name] / reference, 2) if reference else None,
+                # Above 1: this contender's whole process takes longer than sessionlake's.
+                "time_over_sessionlake": (
+                    round(median(reports, "process_seconds") / reference, 2) if reference else None
+                ),
             }
             for name, reports in runs.items()
         },
@@ -316,15 +609,19 @@ def _summary(events_path: Path, runs: dict[str, list[dict]], args: argparse.Name
 
 def _table(results: dict) -> str:
     lines = [
-        f"{results['events']:,} events, {results['threads']} threads, median of {results['rounds']} round(s)",
-        f"{'contender':<15} {'seconds':>8} {'events/s':>11} {'peak GiB':>9} {'time/sessionlake':>17} {'sessions':>11}",
+        f"{results['events']:,} events ({results['shape']} shape), {results['threads']} threads, "
+        f"median of {results['rounds']} round(s)",
+        f"{'contender':<15} {'process s':>10} {'work s':>8} {'process/sessionlake':>20} {'peak GiB':>9} "
+        f"{'sessions':>11}",
     ]
     for name, figures in results["contenders"].items():
         ratio = figures["time_over_sessionlake"]
         lines.append(
-            f"{name:<15} {figures['median_seconds']:>8.1f} {figures['events_per_second']:>11,} "
-            f"{figures['peak_rss_gib']:>9.2f} {'' if ratio is None else f'{ratio:.2f}':>17} {figures['sessions']:>11,}"
+            f"{name:<15} {figures['median_process_seconds']:>10.1f} {figures['median_seconds']:>8.1f} "
+            f"{'' if ratio is None else f'{ratio:.2f}':>20} {figures['peak_rss_gib']:>9.2f} {figures['sessions']:>11,}"
         )
+    if "check" in results:
+        lines.append(_check_line(results["check"]))
     return "\n".join(lines)
 
 
