@@ -815,7 +815,8 @@ def _process(
         counts["rows"] = rows_quarantined
     if _tags(config):
         with stage("write assignments read off the events") as counts:
-            counts |= _write_assignments(spark, config, inputs, first_day, last_day, processed_before)
+            own_rows = any(first_day <= day <= last_day for day in read_counts["partitions_with_rows"])
+            counts |= _write_assignments(spark, config, inputs, first_day, last_day, processed_before, own_rows)
 
     run_days = set(days_between(first_day, last_day))
     periods = periods_of(run_days | extended_days | first_seen_days)
@@ -889,10 +890,12 @@ def _periods_frame(spark: SparkSession, periods: Periods) -> DataFrame:
 
 
 def _write_assignments(
-    spark: SparkSession, config: JobConfig, inputs: _Input, first_day: date, last_day: date, processed_before: set[date]
+    spark: SparkSession, config: JobConfig, inputs: _Input, first_day: date, last_day: date, processed_before: set[date],
+    has_rows: bool,
 ) -> dict[str, int]:
     """Replace the assignments of input partitions [first_day, last_day], read off their valid events (bots' are
     quarantined, so they assign nothing); the rows written and the events tagged with only one of the two columns.
+    `has_rows`: whether those partitions hold any row (they may all have landed empty).
 
     A pass of its own over the run's partitions, reading only the columns it needs: the sessionizing query stays as
     it is without experiments."""
@@ -911,7 +914,9 @@ def _write_assignments(
         tagging, F.count_if(is_half_tagged(*tags)).alias("half_tagged")
     )
     written = replace_assignments(assignments_from_events(valid, *tags), path, first_day, last_day)
-    half_tagged = tagging.get["half_tagged"]
+    # Partitions that all landed empty leave Spark an empty scan, which it drops with the observation on it: the
+    # observation is never filled, and there is nothing to count.
+    half_tagged = tagging.get["half_tagged"] if has_rows else 0
     if half_tagged:
         log.warning("%d valid events of partitions %s..%s have only one of experiments.%s: they assign nothing",
                     half_tagged, first_day, last_day, " and ".join(tags))

@@ -14,6 +14,8 @@ from jobs.config import InputFormat, InputSpec
 from jobs.read import landed_folders, list_input
 from tests.test_pipeline import run, table, write_events
 
+EVENTS_WITH_VARIANTS = ("user_id string, event_id string, event_name string, event_ts timestamp, platform string, "
+                        "country string, experiment string, variant string")
 SCHEMA = "user_id string, event_id string, event_name string, event_ts timestamp, platform string, country string"
 
 
@@ -268,3 +270,24 @@ def test_a_range_whose_folders_exist_only_in_part_names_the_days_it_looked_for(s
         "has no day of 2026-10-20..2026-10-20 with all its partitions (missing: 2026-10-21): looked for the UTC "
         "partitions 2026-10-20..2026-10-21 (partitions found: 2026-10-20); nothing was written"
     ) in capsys.readouterr().err
+
+
+def test_an_empty_day_of_an_input_with_experiment_columns_runs_and_assigns_nothing(spark, tmp_path):
+    # The day's own partitions hold no row: the variants read off them are none (and nothing to count as half
+    # tagged), while its neighbours' rows are read for the sessions crossing midnight.
+    tagged = EVENTS_WITH_VARIANTS
+    write_events(spark, tmp_path / "events", [
+        ("u1", "e1", "view", "2026-11-02T10:00:00", "web", "US", "test", "A"),
+        ("u2", "e2", "view", "2026-11-04T10:00:00", "web", "US", "test", "B"),
+    ], schema=tagged)
+    folder(tmp_path, "2026-11-03")
+    config = tmp_path / "job.yaml"
+    config.write_text(f"input: {{path: {tmp_path / 'events'}}}\noutput: {{path: {tmp_path / 'out'}}}\n"
+                      "reporting: {segments: []}\n"
+                      "experiments: {experiment_column: experiment, variant_column: variant}\n")
+
+    assert run(config, "--date", "2026-11-03") == 0
+
+    assert table(spark, tmp_path, "assignments").count() == 0
+    (day_row,) = table(spark, tmp_path, "kpis").where("period = 'day' AND dimension = 'all'").collect()
+    assert (day_row.period_start, day_row.sessions) == (day("2026-11-03"), 0)
