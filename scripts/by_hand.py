@@ -78,7 +78,8 @@ def with_reject_reason(events: DataFrame) -> DataFrame:
 
 
 def valid_events(checked: DataFrame) -> DataFrame:
-    # A timestamp without time zone (TIMESTAMP_NTZ) becomes an instant in the session's time zone: UTC.
+    """The rows without a reject_reason, event_ts an instant: one without time zone (TIMESTAMP_NTZ) is taken as
+    UTC, the session's time zone."""
     return (
         checked
         .where(F.col("reject_reason").isNull())
@@ -96,8 +97,11 @@ def to_quarantine(checked: DataFrame, columns: list[str]) -> DataFrame:
 def first_copies(valid: DataFrame) -> DataFrame:
     """The earliest copy of each (user_id, event_id); ties broken by the copy's other values."""
     copies = Window.partitionBy("user_id", "event_id").orderBy("event_ts", "event_name", *SEGMENTS)
-    return valid.withColumn("copy_number", F.row_number().over(copies)).where(F.col("copy_number") == 1).drop(
-        "copy_number"
+    return (
+        valid
+        .withColumn("copy_number", F.row_number().over(copies))
+        .where(F.col("copy_number") == 1)
+        .drop("copy_number")
     )
 
 
@@ -181,7 +185,7 @@ def _starts(day: Column) -> dict[str, Column]:
     return {"day": day, "week": F.trunc(day, "week"), "month": F.trunc(day, "month")}
 
 
-def in_groups(sessions: DataFrame, *columns: str) -> DataFrame:
+def in_groups(sessions: DataFrame, *columns: str | Column) -> DataFrame:
     """Each session once per period kind and dimension (GROUP's columns), with `columns`. A user is new in the
     periods that contain their first_seen day, else returning."""
     starts, first_seen_starts = _starts(F.col("session_date")), _starts(F.to_date("first_seen"))
