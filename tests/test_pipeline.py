@@ -51,11 +51,49 @@ def table(spark, root: Path, name: str):
     return spark.read.format("delta").load(str(root / "out" / name))
 
 
-def test_a_run_writes_sessions_users_kpis_and_quarantine(spark, job):
-    root, config = job
-    write_events(spark, root / "events", MONDAY)
+def job_config(root: Path, events: Path) -> Path:
+    """root/job.yaml: the `job` fixture's config (segments platform and country), reading `events` and writing
+    under root/out."""
+    config = root / "job.yaml"
+    config.write_text(
+        f"input: {{path: {events}}}\noutput: {{path: {root / 'out'}}}\nreporting: {{segments: [platform, country]}}\n"
+    )
+    return config
 
+
+@pytest.fixture(scope="module")
+def monday(spark, tmp_path_factory) -> Path:
+    """The root of one run of MONDAY (the `job` config): its tables are only read; a test that runs the job again
+    does so on a copy of them (`continued`)."""
+    root = tmp_path_factory.mktemp("monday")
+    write_events(spark, root / "events", MONDAY)
+    assert run(job_config(root, root / "events"), "--date", "2026-11-02") == 0
+    return root
+
+
+def continued(shared: Path, root: Path) -> Path:
+    """A config whose output starts as a copy of `shared`'s tables and whose input is `shared`'s events, read in
+    place (so their listing is the one the shared run recorded) and never changed: a run with it continues the
+    shared run as the next run of that output would."""
+    shutil.copytree(shared / "out", root / "out")
+    return job_config(root, shared / "events")
+
+
+@pytest.fixture(scope="module")
+def parquet_sessions(spark, tmp_path_factory) -> list[Row]:
+    """The sessions of MONDAY's valid rows read from parquet: what every other input format must give."""
+    root = tmp_path_factory.mktemp("parquet")
+    write_events(spark, root / "events", [r for r in MONDAY if r[0] is not None and r[3] is not None])
+    config = root / "job.yaml"
+    config.write_text(f"input: {{path: {root / 'events'}, format: parquet}}\noutput: {{path: {root / 'out'}}}\n")
     assert run(config, "--date", "2026-11-02") == 0
+    sessions = table(spark, root, "sessions").collect()
+    assert len(sessions) == 3
+    return sessions
+
+
+def test_a_run_writes_sessions_users_kpis_and_quarantine(spark, monday):
+    root = monday
 
     assertDataFrameEqual(
         table(spark, root, "sessions").select(
@@ -94,10 +132,8 @@ def test_a_run_writes_sessions_users_kpis_and_quarantine(spark, job):
     }
 
 
-def test_rerunning_a_day_leaves_every_table_as_it_was(spark, job):
-    root, config = job
-    write_events(spark, root / "events", MONDAY)
-    run(config, "--date", "2026-11-02")
+def test_rerunning_a_day_leaves_every_table_as_it_was(spark, tmp_path, monday):
+    root, config = tmp_path, continued(monday, tmp_path)
     first = {name: table(spark, root, name).drop("run_id").collect() for name in ("sessions", "users", "kpis", "quarantine")}
 
     run(config, "--date", "2026-11-02")
@@ -136,36 +172,30 @@ def test_daily_runs_continue_session_numbers_and_combine_into_the_week(spark, jo
 
 
 @pytest.mark.parametrize("partitioned", [True, False])
-def test_a_delta_table_input_gives_the_same_sessions_as_parquet(spark, tmp_path, partitioned):
+def test_a_delta_table_input_gives_the_same_sessions_as_parquet(spark, tmp_path, partitioned, parquet_sessions):
     rows = [r for r in MONDAY if r[0] is not None and r[3] is not None]
     write_events(spark, tmp_path / "parquet", rows)
     frame = spark.read.parquet(str(tmp_path / "parquet"))
     writer = frame.write.format("delta").partitionBy("event_date") if partitioned else frame.write.format("delta")
     writer.save(str(tmp_path / "delta"))
-    sessions = {}
-    for name in ("parquet", "delta"):
-        config = tmp_path / f"{name}.yaml"
-        config.write_text(f"input: {{path: {tmp_path / name}, format: {name}}}\noutput: {{path: {tmp_path / name}-out}}\n")
-        assert run(config, "--date", "2026-11-02") == 0
-        sessions[name] = spark.read.format("delta").load(str(tmp_path / f"{name}-out" / "sessions")).collect()
+    config = tmp_path / "delta.yaml"
+    config.write_text(f"input: {{path: {tmp_path / 'delta'}, format: delta}}\noutput: {{path: {tmp_path / 'out'}}}\n")
 
-    assert len(sessions["parquet"]) == 3
-    assertDataFrameEqual(sessions["delta"], sessions["parquet"])
+    assert run(config, "--date", "2026-11-02") == 0
+
+    assertDataFrameEqual(table(spark, tmp_path, "sessions"), parquet_sessions)
 
 
 @pytest.mark.parametrize("fmt", ["json", "csv"])
-def test_text_inputs_with_iso_timestamps_give_the_same_sessions_as_parquet(spark, tmp_path, fmt):
+def test_text_inputs_with_iso_timestamps_give_the_same_sessions_as_parquet(spark, tmp_path, fmt, parquet_sessions):
     rows = [r for r in MONDAY if r[0] is not None and r[3] is not None]
-    sessions = {}
-    for name in ("parquet", fmt):
-        write_events(spark, tmp_path / name, rows, fmt=name)
-        config = tmp_path / f"{name}.yaml"
-        config.write_text(f"input: {{path: {tmp_path / name}}}\noutput: {{path: {tmp_path / name}-out}}\n")
-        assert run(config, "--date", "2026-11-02", "--input-format", name) == 0
-        sessions[name] = spark.read.format("delta").load(str(tmp_path / f"{name}-out" / "sessions")).collect()
+    write_events(spark, tmp_path / "events", rows, fmt=fmt)
+    config = tmp_path / "job.yaml"
+    config.write_text(f"input: {{path: {tmp_path / 'events'}}}\noutput: {{path: {tmp_path / 'out'}}}\n")
 
-    assert len(sessions["parquet"]) == 3
-    assertDataFrameEqual(sessions[fmt], sessions["parquet"])
+    assert run(config, "--date", "2026-11-02", "--input-format", fmt) == 0
+
+    assertDataFrameEqual(table(spark, tmp_path, "sessions"), parquet_sessions)
 
 
 def test_command_line_paths_override_the_config(spark, tmp_path):
@@ -196,10 +226,8 @@ def test_renamed_input_columns_are_mapped_by_the_config(spark, tmp_path):
     assert [r.user_id for r in spark.read.format("delta").load(str(tmp_path / "out" / "sessions")).collect()] == ["u1"]
 
 
-def test_tables_are_readable_by_another_delta_reader(spark, job):
-    root, config = job
-    write_events(spark, root / "events", MONDAY)
-    run(config, "--date", "2026-11-02")
+def test_tables_are_readable_by_another_delta_reader(monday):
+    root = monday
 
     sessions = DeltaTable(str(root / "out" / "sessions")).to_pyarrow_table().to_pylist()
     kpis = DeltaTable(str(root / "out" / "kpis")).to_pyarrow_table().to_pylist()
@@ -242,10 +270,8 @@ def test_a_rerun_on_input_without_bad_rows_removes_the_quarantined_rows_of_its_d
     assert (latest["rows_read"], latest["rows_quarantined"], latest["quarantine_reasons"]) == (6, 0, {})
 
 
-def test_a_range_without_any_input_is_an_error_and_nothing_is_written(spark, job, capsys):
-    root, config = job
-    write_events(spark, root / "events", MONDAY)
-    run(config, "--date", "2026-11-02")
+def test_a_range_without_any_input_is_an_error_and_nothing_is_written(spark, tmp_path, monday, capsys):
+    root, config = tmp_path, continued(monday, tmp_path)
 
     assert run(config, "--from", "2026-11-03", "--to", "2026-11-04") == 1
 
