@@ -1,7 +1,9 @@
 """Shared test helpers."""
 
 import shlex
+import shutil
 from datetime import datetime
+from pathlib import Path
 
 # Spark settings for test-sized data, shared by the test session and the jobs tests start as their own process.
 SPARK_SETTINGS = {
@@ -32,3 +34,14 @@ def spark_submit_args() -> str:
 def utc(text: str) -> datetime:
     """The UTC instant 'YYYY-MM-DDTHH:MM[:SS[.fff]]' as Spark collects it: a naive datetime in this UTC process."""
     return datetime.fromisoformat(text)
+
+
+def continued(shared: Path, root: Path, settings: str = "") -> Path:
+    """root/job.yaml, whose output starts as a copy of `shared`'s tables (shared/out) and whose input is `shared`'s
+    events, read in place (so their listing is the one the shared run recorded, fingerprints and all) and never
+    changed: a run with it continues the shared run as the next run of that output would. `settings`: the rest of
+    the config, in YAML, as the shared run had it."""
+    shutil.copytree(shared / "out", root / "out")
+    config = root / "job.yaml"
+    config.write_text(f"input: {{path: {shared / 'events'}}}\noutput: {{path: {root / 'out'}}}\n{settings}")
+    return config

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import date, timedelta
+from pathlib import Path
 
 import pytest
 from pyspark.sql import Row
@@ -25,8 +26,8 @@ from jobs.experiments import (
 from jobs.errors import InputError
 from jobs.read import read_assignments
 from jobs.validate import checked_assignments
-from tests.helpers import utc
-from tests.test_pipeline import run, table, write_events
+from tests.helpers import continued, utc
+from tests.test_pipeline import SEGMENTS, run, table, write_events
 
 SESSIONS = "user_id string, session_start timestamp, session_end timestamp, session_date date, actions long"
 MON, TUE, WED = date(2026, 11, 2), date(2026, 11, 3), date(2026, 11, 4)
@@ -317,10 +318,27 @@ def with_assignments(spark, job, rows) -> tuple:
     return root, config
 
 
-def test_a_run_writes_each_variants_cumulative_windows_with_their_statistics(spark, job):
-    root, config = with_assignments(spark, job, ASSIGNED)
+def assigned_settings(shared: Path) -> str:
+    """The `job` fixture's config beyond input and output, with the assignments under `shared` (as
+    with_assignments writes it)."""
+    return SEGMENTS + f"experiments: {{assignments: {{path: {shared / 'assignments'}}}}}\n"
 
+
+@pytest.fixture(scope="module")
+def assigned(spark, tmp_path_factory) -> Path:
+    """The root of one run of EVENTS_MON_TUE with the ASSIGNED table, Monday to Tuesday: its tables are only read;
+    a test that runs the job again does so on a copy of them, with this run's input read in place."""
+    root = tmp_path_factory.mktemp("assigned")
+    write_events(spark, root / "events", EVENTS_MON_TUE)
+    assignments(spark, ASSIGNED).write.parquet(str(root / "assignments"))
+    config = root / "job.yaml"
+    config.write_text(f"input: {{path: {root / 'events'}}}\noutput: {{path: {root / 'out'}}}\n{assigned_settings(root)}")
     assert run(config, "--from", "2026-11-02", "--to", "2026-11-03") == 0
+    return root
+
+
+def test_a_run_writes_each_variants_cumulative_windows_with_their_statistics(spark, assigned):
+    root = assigned
 
     table = spark.read.format("delta").load(str(root / "out" / "experiments")).where("dimension = 'all'")
     # Monday: A holds u1 (2 sessions, 3 actions) and u3 (1, 1); B holds u2 (1, 2).
@@ -346,9 +364,9 @@ def test_a_run_writes_each_variants_cumulative_windows_with_their_statistics(spa
     assert latest_b["spu"] == pytest.approx(1.0) and latest_b["spu_lift"] == pytest.approx(1.0 / (4 / 3) - 1)
 
 
-def test_a_rerun_of_a_day_leaves_the_experiments_table_as_it_was(spark, job):
-    root, config = with_assignments(spark, job, ASSIGNED)
-    assert run(config, "--from", "2026-11-02", "--to", "2026-11-03") == 0
+def test_a_rerun_of_a_day_leaves_the_experiments_table_as_it_was(spark, tmp_path, assigned):
+    # The tables of `assigned`'s Monday-to-Tuesday run, copied: the rerun continues that run on the copy.
+    root, config = tmp_path, continued(assigned, tmp_path, assigned_settings(assigned))
     before = spark.read.format("delta").load(str(root / "out" / "experiments")).collect()
 
     assert run(config, "--date", "2026-11-02") == 0

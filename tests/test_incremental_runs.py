@@ -5,12 +5,13 @@ import subprocess
 from datetime import date, timedelta
 from pathlib import Path
 
+import pytest
 from pyspark.sql import Row
 from pyspark.testing import assertDataFrameEqual
 
 from jobs.runs import RUNNING, RunRecord, now, to_frame
 from jobs.write import append_run
-from tests.helpers import utc
+from tests.helpers import continued, utc
 from tests.test_pipeline import MON, TUE, run, table, write_events
 
 WED = date(2026, 11, 4)
@@ -187,11 +188,20 @@ def claim_as_another_run(spark, root: Path, run_id: str, pid: int) -> None:
     append_run(to_frame(spark, other), str(root / "out" / "runs"), run_id)
 
 
-def test_a_run_stops_before_writing_while_an_earlier_run_is_alive(spark, tmp_path, capsys):
-    config = job(tmp_path)
-    write_events(spark, tmp_path / "events", [event("u1", "e1", "2026-11-02T10:00:00"),
-                                              event("u1", "e2", "2026-11-03T10:00:00")])
+@pytest.fixture(scope="module")
+def monday_run(spark, tmp_path_factory) -> Path:
+    """The root of one run of Monday, with u1's events of Monday and Tuesday (Tuesday not yet run): its tables are
+    only read; a test that runs the job again does so on a copy of them (`continued`)."""
+    root = tmp_path_factory.mktemp("monday_run")
+    config = job(root)
+    write_events(spark, root / "events", [event("u1", "e1", "2026-11-02T10:00:00"),
+                                          event("u1", "e2", "2026-11-03T10:00:00")])
     assert run(config, "--date", "2026-11-02") == 0
+    return root
+
+
+def test_a_run_stops_before_writing_while_an_earlier_run_is_alive(spark, tmp_path, capsys, monday_run):
+    config = continued(monday_run, tmp_path)
     before = {name: table(spark, tmp_path, name).collect() for name in TABLES}
     claim_as_another_run(spark, tmp_path, "other", pid=os.getpid())  # this process: alive
 
@@ -205,11 +215,8 @@ def test_a_run_stops_before_writing_while_an_earlier_run_is_alive(spark, tmp_pat
     assert statuses == {True: ("running", False), False: ("failed", False)}
 
 
-def test_a_run_that_died_before_writing_is_marked_failed_not_repaired(spark, tmp_path):
-    config = job(tmp_path)
-    write_events(spark, tmp_path / "events", [event("u1", "e1", "2026-11-02T10:00:00"),
-                                              event("u1", "e2", "2026-11-03T10:00:00")])
-    assert run(config, "--date", "2026-11-02") == 0
+def test_a_run_that_died_before_writing_is_marked_failed_not_repaired(spark, tmp_path, monday_run):
+    config = continued(monday_run, tmp_path)
     exited = subprocess.Popen(["true"])
     exited.wait()  # reaped: its pid names no process now
     claim_as_another_run(spark, tmp_path, "dead", pid=exited.pid)

@@ -12,7 +12,7 @@ from pyspark.testing import assertDataFrameEqual
 
 from jobs.cli import main
 from jobs.plan import input_days, required_partitions
-from tests.helpers import utc
+from tests.helpers import continued, utc
 
 EVENTS = "user_id string, event_id string, event_name string, event_ts timestamp, platform string, country string"
 MON, TUE = date(2026, 11, 2), date(2026, 11, 3)
@@ -51,14 +51,8 @@ def table(spark, root: Path, name: str):
     return spark.read.format("delta").load(str(root / "out" / name))
 
 
-def job_config(root: Path, events: Path) -> Path:
-    """root/job.yaml: the `job` fixture's config (segments platform and country), reading `events` and writing
-    under root/out."""
-    config = root / "job.yaml"
-    config.write_text(
-        f"input: {{path: {events}}}\noutput: {{path: {root / 'out'}}}\nreporting: {{segments: [platform, country]}}\n"
-    )
-    return config
+# The `job` fixture's config beyond its input and output.
+SEGMENTS = "reporting: {segments: [platform, country]}\n"
 
 
 @pytest.fixture(scope="module")
@@ -67,16 +61,10 @@ def monday(spark, tmp_path_factory) -> Path:
     does so on a copy of them (`continued`)."""
     root = tmp_path_factory.mktemp("monday")
     write_events(spark, root / "events", MONDAY)
-    assert run(job_config(root, root / "events"), "--date", "2026-11-02") == 0
+    config = root / "job.yaml"
+    config.write_text(f"input: {{path: {root / 'events'}}}\noutput: {{path: {root / 'out'}}}\n{SEGMENTS}")
+    assert run(config, "--date", "2026-11-02") == 0
     return root
-
-
-def continued(shared: Path, root: Path) -> Path:
-    """A config whose output starts as a copy of `shared`'s tables and whose input is `shared`'s events, read in
-    place (so their listing is the one the shared run recorded) and never changed: a run with it continues the
-    shared run as the next run of that output would."""
-    shutil.copytree(shared / "out", root / "out")
-    return job_config(root, shared / "events")
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +121,7 @@ def test_a_run_writes_sessions_users_kpis_and_quarantine(spark, monday):
 
 
 def test_rerunning_a_day_leaves_every_table_as_it_was(spark, tmp_path, monday):
-    root, config = tmp_path, continued(monday, tmp_path)
+    root, config = tmp_path, continued(monday, tmp_path, SEGMENTS)
     first = {name: table(spark, root, name).drop("run_id").collect() for name in ("sessions", "users", "kpis", "quarantine")}
 
     run(config, "--date", "2026-11-02")
@@ -271,7 +259,7 @@ def test_a_rerun_on_input_without_bad_rows_removes_the_quarantined_rows_of_its_d
 
 
 def test_a_range_without_any_input_is_an_error_and_nothing_is_written(spark, tmp_path, monday, capsys):
-    root, config = tmp_path, continued(monday, tmp_path)
+    root, config = tmp_path, continued(monday, tmp_path, SEGMENTS)
 
     assert run(config, "--from", "2026-11-03", "--to", "2026-11-04") == 1
 
