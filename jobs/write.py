@@ -20,6 +20,7 @@ from delta.exceptions import (
     MetadataChangedException,
     ProtocolChangedException,
 )
+from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import MapType, StructField
@@ -112,20 +113,21 @@ class _Commit(NamedTuple):
     metrics: dict[str, str]
 
 
-def _last_commit(spark: SparkSession, path: str) -> _Commit | None:
-    """The latest commit of the table at `path`, or None when there is no table yet."""
-    if not table_exists(spark, path):
+def _last_commit(stored: DeltaTable | None) -> _Commit | None:
+    """The latest commit of the `stored` table, or None when there is no table yet. A handle's history is read
+    from the log as it is now, whatever commits came after the handle was made."""
+    if stored is None:
         return None
     count(DELTA_READS)
-    last = delta_table(spark, path).history(1).select("version", "operation", "operationMetrics").first()
+    last = stored.history(1).select("version", "operation", "operationMetrics").first()
     return _Commit(last["version"], last["operation"], last["operationMetrics"] or {})
 
 
-def _write_metrics(spark: SparkSession, path: str, table: Table, before: _Commit | None) -> dict[str, str] | None:
+def _write_metrics(stored: DeltaTable, table: Table, before: _Commit | None) -> dict[str, str] | None:
     """Delta's metrics of the write that committed just after `before`, or None when it committed nothing (a write
     that changes nothing may commit nothing). The output's lock keeps other runs out, but a platform may commit
     after the write (Databricks' auto compaction): the metrics are those of the first commit after `before`."""
-    after = _last_commit(spark, path)
+    after = _last_commit(stored)
     written_version = 0 if before is None else before.version + 1
     if after is None or after.version < written_version:
         return None
@@ -133,7 +135,7 @@ def _write_metrics(spark: SparkSession, path: str, table: Table, before: _Commit
     if after.version > written_version:
         count(DELTA_READS)
         row = (
-            delta_table(spark, path).history(after.version - written_version + 1)
+            stored.history(after.version - written_version + 1)
             .where(F.col("version") == written_version)
             .select("operation", "operationMetrics")
             .first()
@@ -158,31 +160,35 @@ def _merge_counts(result: DataFrame) -> MergeCounts:
     return MergeCounts(row["num_inserted_rows"], row["num_updated_rows"], row["num_deleted_rows"])
 
 
-def _add_new_columns(frame: DataFrame, table: str) -> None:
-    """Add to the stored table the columns of `frame` it lacks: a table written by an older version of the job
-    gains the columns added since, null in its old rows until their days are run again."""
-    spark = frame.sparkSession
-    if not table_exists(spark, table):
-        return
-    stored = set(delta_table(spark, table).toDF().columns)
-    new = [field for field in frame.schema.fields if field.name not in stored]
+def _add_new_columns(frame: DataFrame, table: str, stored: DeltaTable) -> None:
+    """Add to the `stored` table (at `table`) the columns of `frame` it lacks: a table written by an older version
+    of the job gains the columns added since, null in its old rows until their days are run again."""
+    names = set(stored.toDF().columns)
+    new = [field for field in frame.schema.fields if field.name not in names]
     if not new:
         return
     target = table if isinstance(table, TableName) else f"delta.`{table}`"
     # Delta has no DataFrame call for this; names are quoted, so a segment named like a keyword (order) works.
     columns = ", ".join(f"`{field.name}` {field.dataType.simpleString()}" for field in new)
     count(DELTA_COMMITS)
-    spark.sql(f"ALTER TABLE {target} ADD COLUMNS ({columns})")
+    frame.sparkSession.sql(f"ALTER TABLE {target} ADD COLUMNS ({columns})")
     log.warning("%s: added the columns %s, which this version of the job writes; rows written before are null in "
                 "them until their days are run again (--from/--to)", table, ", ".join(f.name for f in new))
+
+
+def _stored(spark: SparkSession, table: str) -> DeltaTable | None:
+    """A handle on the Delta table at `table`, or None when there is none yet."""
+    return delta_table(spark, table) if table_exists(spark, table) else None
 
 
 def _replace_where(frame: DataFrame, path: str, predicate: str, partition_column: str, table: Table) -> int:
     # Overwrite exactly the rows matching `predicate`: Delta rejects written rows outside it, and a rerun replaces
     # rather than appends, so reruns are idempotent.
     _create_if_missing(frame, path, partition_column)
-    _add_new_columns(frame, path)
-    before = _last_commit(frame.sparkSession, path)
+    stored = _stored(frame.sparkSession, path)
+    if stored is not None:
+        _add_new_columns(frame, path, stored)
+    before = _last_commit(stored)
     # Optimized write: Delta shuffles the rows by partition value first, so each day gets a few full files instead
     # of a small file from every task that holds some of its rows.
     count(DELTA_COMMITS)
@@ -198,7 +204,8 @@ def _replace_where(frame: DataFrame, path: str, predicate: str, partition_column
             .partitionBy(partition_column)
             .save(path)
         )
-    metrics = _write_metrics(frame.sparkSession, path, table, before)
+    # One handle serves before and after: its history is read afresh (a first write has to make one).
+    metrics = _write_metrics(stored or delta_table(frame.sparkSession, path), table, before)
     if metrics is None:
         log.info("%s: nothing to commit", table)
         return 0
@@ -266,12 +273,13 @@ def update_sessions(changed: DataFrame, path: str, first_day: date) -> int:
     later sessions; the rows updated. Rows already equal are left alone, so a rerun rewrites no file; `first_day`
     is the earliest session_date among `changed` (it prunes the partitions read)."""
     spark = changed.sparkSession
-    _add_new_columns(changed, path)
+    stored = delta_table(spark, path)  # the sessions are written before they are updated
+    _add_new_columns(changed, path, stored)
     differs = ~reduce(and_, [_comparable(f"stored.{c}", kind).eqNullSafe(_comparable(f"run.{c}", kind))
                              for c, kind in zip(changed.columns, changed.schema.fields)])
     count(DELTA_COMMITS)
     result = (
-        delta_table(spark, path).alias("stored")
+        stored.alias("stored")
         .merge(
             changed.alias("run"),
             (F.col("stored.session_date") >= F.lit(first_day))
@@ -291,7 +299,7 @@ def merge_users(updates: DataFrame, path: str) -> MergeCounts:
     if not table_exists(spark, path):
         updates.where(F.col("sessions") > 0).write.format("delta").mode("overwrite").save(path)
         # The first write to a path is a plain WRITE: its rows are all new.
-        written = _write_metrics(spark, path, Table.USERS, None) or {}
+        written = _write_metrics(delta_table(spark, path), Table.USERS, None) or {}
         return MergeCounts(int(written.get("numOutputRows", 0)), 0, 0)
     gone = F.col("run.sessions") == 0
     changed = ~F.col("stored.first_seen").eqNullSafe(F.col("run.first_seen")) | (
