@@ -205,8 +205,8 @@ def _run(config: JobConfig, first_day: date, last_day: date, verbose: bool) -> N
 
     log.info(_package())
     spark = get_spark(spark_log_level="INFO" if verbose else None)
-    run_ids = pipeline.run(spark, config, first_day, last_day)
-    print(pipeline.summary(spark, config, first_day, last_day, run_ids))
+    records = pipeline.run(spark, config, first_day, last_day)
+    print(pipeline.summary(spark, config, first_day, last_day, records))
 
 
 def _experiment(

@@ -133,8 +133,9 @@ _WRITTEN_TABLES = (
 )
 
 
-def run(spark: SparkSession, config: JobConfig, first_day: date, last_day: date) -> list[str]:
-    """Process reporting days [first_day, last_day], and every processed day that must follow; the run ids.
+def run(spark: SparkSession, config: JobConfig, first_day: date, last_day: date) -> list[RunRecord]:
+    """Process reporting days [first_day, last_day], and every processed day that must follow; the records of
+    its steps' runs, as the runs table holds them.
 
     Before the asked days come the days within input.late_days before first_day whose input changed since they were
     processed; after each range come the processed days whose input or stored context it changed. Changed days
@@ -154,7 +155,7 @@ def run(spark: SparkSession, config: JobConfig, first_day: date, last_day: date)
         asked = set(days_between(first_day, last_day)) - set(without_input)
         late, left = _late_days(spark, config, inputs, runs, window_start, first_day)
     reasons = {day: "late input" for day in late} | {day: "requested" for day in asked}
-    run_ids = []
+    records = []
     pending = set(reasons)
     plan_costs = planning.stop()
     while pending:
@@ -164,7 +165,7 @@ def run(spark: SparkSession, config: JobConfig, first_day: date, last_day: date)
         reason = "requested" if step_days & asked else reasons.get(step_first, "follows changed days")
         context = _RunContext((first_day, last_day), inputs, left, without_input, assignments, plan_costs)
         record = _step(spark, config, step_first, step_last, reason, context)
-        run_ids.append(record.run_id)
+        records.append(record)
         with counting(spark) as checks:  # recorded as the next step's "plan"
             processed.update({state.day: state for state in record.day_states})
             following = [processed[d] for d in days_after(step_last, timezone, rules.max_session_duration)
@@ -173,7 +174,7 @@ def run(spark: SparkSession, config: JobConfig, first_day: date, last_day: date)
                 log.info("day %s continues from days this run changed: processing it again", day)
                 pending.add(day)
         plan_costs = checks.stop()
-    return run_ids
+    return records
 
 
 def _usable_assignments(spark: SparkSession, config: JobConfig) -> DataFrame | None:
@@ -991,9 +992,11 @@ def _changed_first_seen_days(updates: DataFrame, users: DataFrame, timezone: str
     return {row["day"] for row in rows}
 
 
-def summary(spark: SparkSession, config: JobConfig, first_day: date, last_day: date, run_ids: list[str]) -> str:
+def summary(
+    spark: SparkSession, config: JobConfig, first_day: date, last_day: date, records: list[RunRecord]
+) -> str:
     """A short text report of the KPI rows (dimension `all`) of [first_day, last_day], and the row accounting of
-    the runs `run_ids` (from the runs table: rows read, sessionized, quarantined by reason, deduplicated)."""
+    the runs `records` (rows read, sessionized, quarantined by reason, deduplicated)."""
     periods = periods_of(days_between(first_day, last_day))
     kpi_rows = (
         read_table(spark, config.output.table_path(Table.KPIS))
@@ -1027,7 +1030,6 @@ def summary(spark: SparkSession, config: JobConfig, first_day: date, last_day: d
             f" {percent(row['bounce_rate']):>7} {percent(row['engagement_rate']):>8}"
             f" {percent(row['conversion_rate']):>8}{partial}"
         )
-    records = [r for r in _runs(spark, config) if r.run_id in set(run_ids)]
     lines.extend(_accounting_lines(records))
     experiments = read_table(spark, config.output.table_path(Table.EXPERIMENTS)) if config.experiments else None
     if experiments is not None:

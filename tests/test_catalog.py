@@ -105,8 +105,8 @@ def test_a_rerun_into_catalog_tables_replaces_its_day(spark, schema, tmp_path):
     # What a repair and an undo rely on works on a catalog table: the first tagged commit of a run (the table's
     # creation, for the first run), the version before it, reading that version, and restoring it.
     sessions = TableName(f"{schema}.sessions")
-    assert writer_start(spark, sessions, first_run) == WriterStart(0, None)
-    second = writer_start(spark, sessions, second_run)
+    assert writer_start(spark, sessions, first_run.run_id) == WriterStart(0, None)
+    second = writer_start(spark, sessions, second_run.run_id)
     assert second.first_commit > second.version_read > 0
     assertDataFrameEqual(read_table(spark, sessions, second.version_read), first)
     spark.sql(f"DELETE FROM {sessions}")
