@@ -24,7 +24,7 @@ from pyspark.sql import SparkSession  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
 from jobs.cli import main  # noqa: E402
-from tests.helpers import SPARK_SETTINGS  # noqa: E402
+from tests.helpers import SPARK_SETTINGS, job_config  # noqa: E402
 from tests.test_costs import EVENTS  # noqa: E402
 from tests.test_pipeline import SEGMENTS, write_events  # noqa: E402
 
@@ -42,15 +42,14 @@ def _spark() -> SparkSession:
     return spark
 
 
-def main_() -> None:
+def measure() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reruns", type=int, default=4)
     args = parser.parse_args()
     spark = _spark()
     root = Path(tempfile.mkdtemp(prefix="warm-reruns-"))
     write_events(spark, root / "events", EVENTS)
-    config = root / "job.yaml"
-    config.write_text(f"input: {{path: {root / 'events'}}}\noutput: {{path: {root / 'out'}}}\n{SEGMENTS}")
+    config = job_config(root, root / "events", SEGMENTS)
 
     def run(day: str) -> float:
         started = time.perf_counter()
@@ -68,4 +67,4 @@ def main_() -> None:
 
 
 if __name__ == "__main__":
-    main_()
+    measure()

@@ -36,12 +36,18 @@ def utc(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
+def job_config(root: Path, events: Path, settings: str = "") -> Path:
+    """root/job.yaml: a job reading the parquet events under `events` and writing its tables under root/out;
+    `settings`: the rest of the config, in YAML."""
+    config = root / "job.yaml"
+    config.write_text(f"input: {{path: {events}}}\noutput: {{path: {root / 'out'}}}\n{settings}")
+    return config
+
+
 def continued(shared: Path, root: Path, settings: str = "") -> Path:
     """root/job.yaml, whose output starts as a copy of `shared`'s tables (shared/out) and whose input is `shared`'s
     events, read in place (so their listing is the one the shared run recorded, fingerprints and all) and never
     changed: a run with it continues the shared run as the next run of that output would. `settings`: the rest of
     the config, in YAML, as the shared run had it."""
     shutil.copytree(shared / "out", root / "out")
-    config = root / "job.yaml"
-    config.write_text(f"input: {{path: {shared / 'events'}}}\noutput: {{path: {root / 'out'}}}\n{settings}")
-    return config
+    return job_config(root, shared / "events", settings)

@@ -26,7 +26,7 @@ from jobs.experiments import (
 from jobs.errors import InputError
 from jobs.read import read_assignments
 from jobs.validate import checked_assignments
-from tests.helpers import continued, utc
+from tests.helpers import continued, job_config, utc
 from tests.test_pipeline import SEGMENTS, run, table, write_events
 
 SESSIONS = "user_id string, session_start timestamp, session_end timestamp, session_date date, actions long"
@@ -331,8 +331,7 @@ def assigned(spark, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("assigned")
     write_events(spark, root / "events", EVENTS_MON_TUE)
     assignments(spark, ASSIGNED).write.parquet(str(root / "assignments"))
-    config = root / "job.yaml"
-    config.write_text(f"input: {{path: {root / 'events'}}}\noutput: {{path: {root / 'out'}}}\n{assigned_settings(root)}")
+    config = job_config(root, root / "events", assigned_settings(root))
     assert run(config, "--from", "2026-11-02", "--to", "2026-11-03") == 0
     return root
 

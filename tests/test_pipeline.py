@@ -12,7 +12,7 @@ from pyspark.testing import assertDataFrameEqual
 
 from jobs.cli import main
 from jobs.plan import input_days, required_partitions
-from tests.helpers import continued, utc
+from tests.helpers import continued, job_config, utc
 
 EVENTS = "user_id string, event_id string, event_name string, event_ts timestamp, platform string, country string"
 MON, TUE = date(2026, 11, 2), date(2026, 11, 3)
@@ -61,9 +61,7 @@ def monday(spark, tmp_path_factory) -> Path:
     does so on a copy of them (`continued`)."""
     root = tmp_path_factory.mktemp("monday")
     write_events(spark, root / "events", MONDAY)
-    config = root / "job.yaml"
-    config.write_text(f"input: {{path: {root / 'events'}}}\noutput: {{path: {root / 'out'}}}\n{SEGMENTS}")
-    assert run(config, "--date", "2026-11-02") == 0
+    assert run(job_config(root, root / "events", SEGMENTS), "--date", "2026-11-02") == 0
     return root
 
 
